@@ -1,0 +1,27 @@
+//! Schema migrations, applied at start-up and by `tickwheel migrate`.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_create_tasks;
+mod m20261125_000002_create_task_logs;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261125_000001_create_tasks::Migration),
+            Box::new(m20261125_000002_create_task_logs::Migration),
+        ]
+    }
+}
+
+/// Columns that may hold a large text (request bodies up to `server.max_body_bytes`, response
+/// bodies up to `http.max_response_bytes`): MySQL's `TEXT` stops at 64 KiB, `MEDIUMTEXT` at
+/// 16 MiB; SQLite reads either name as text affinity.
+pub(crate) fn long_text<T: IntoIden>(col: T) -> ColumnDef {
+    let mut def = ColumnDef::new(col);
+    def.custom(Alias::new("MEDIUMTEXT")).null();
+    def
+}

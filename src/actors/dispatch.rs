@@ -1,0 +1,337 @@
+//! Dispatcher and HttpWorker pool: the only code that talks to downstream hosts.
+//!
+//! `awc::Client` is not `Send`, so each [`HttpWorker`] lives on its own arbiter with its own
+//! client (created in `started()`), and the workers share `http.pool_size` connections between
+//! them. The [`Dispatcher`] applies a token bucket per destination `host:port` — a call over
+//! the limit waits for its token, it is never dropped — and spreads calls over the workers.
+//! Every call can be aborted through its cancellation token, which drops the connection.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::web::Bytes;
+use futures_util::StreamExt;
+use ratelimit::{Ratelimiter, TryWaitError};
+use tokio_util::sync::CancellationToken;
+use url::Url;
+use uuid::Uuid;
+
+use crate::domain::Method;
+use crate::time::now_ms;
+
+/// What to send for one task; shared by every attempt of every execution.
+#[derive(Debug)]
+pub struct OutboundRequest {
+    pub task_id: Uuid,
+    pub url: Url,
+    pub method: Method,
+    pub headers: Vec<(String, String)>,
+    /// The JSON body, serialised once; never sent with GET.
+    pub body: Option<Bytes>,
+}
+
+/// Sends one attempt of one execution and answers with its [`Outcome`].
+#[derive(Message, Clone)]
+#[rtype(result = "Outcome")]
+pub struct Execute {
+    pub request: Arc<OutboundRequest>,
+    pub scheduled_ms: i64,
+    pub attempt: u32,
+    pub cancel: CancellationToken,
+}
+
+/// What became of one attempt.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// When the request left (epoch ms), after any rate-limit delay.
+    pub sent_at_ms: i64,
+    pub duration_ms: i64,
+    pub result: Result<Reply, ExecError>,
+    /// The per-host token bucket held this call back.
+    pub rate_limited: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    /// The response body as text, cut at `http.max_response_bytes`.
+    pub body: String,
+    /// A 429/503 `Retry-After` in seconds, as milliseconds.
+    pub retry_after_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ExecError {
+    #[error("timeout after {0} ms")]
+    Timeout(u64),
+    #[error("connect error: {0}")]
+    Connect(String),
+    #[error("request error: {0}")]
+    Request(String),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("no worker available: {0}")]
+    Unavailable(String),
+}
+
+impl ExecError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ExecError::Timeout(_) => "timeout",
+            ExecError::Connect(_) => "connect_error",
+            ExecError::Request(_) => "request_error",
+            ExecError::Cancelled => "cancelled",
+            ExecError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub allow_private: bool,
+    pub pool_size: usize,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_response_bytes: usize,
+}
+
+pub struct HttpWorker {
+    settings: WorkerSettings,
+    client: Option<awc::Client>,
+}
+
+impl HttpWorker {
+    pub fn new(settings: WorkerSettings) -> Self {
+        Self {
+            settings,
+            client: None,
+        }
+    }
+}
+
+impl Actor for HttpWorker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(super::MAILBOX_CAPACITY);
+        let s = &self.settings;
+        self.client = Some(crate::net::build_client(
+            s.allow_private,
+            s.pool_size,
+            s.connect_timeout,
+            s.request_timeout,
+        ));
+    }
+}
+
+impl Handler<Execute> for HttpWorker {
+    type Result = ResponseFuture<Outcome>;
+
+    fn handle(&mut self, msg: Execute, _: &mut Self::Context) -> Self::Result {
+        let client = self.client.clone();
+        let timeout = self.settings.request_timeout;
+        let max = self.settings.max_response_bytes;
+        Box::pin(async move {
+            let sent_at_ms = now_ms();
+            let started = Instant::now();
+            let Some(client) = client else {
+                return Outcome {
+                    sent_at_ms,
+                    duration_ms: 0,
+                    result: Err(ExecError::Unavailable("worker not started".into())),
+                    rate_limited: false,
+                };
+            };
+            let call = send(&client, &msg, max, timeout);
+            let result = tokio::select! {
+                biased;
+                _ = msg.cancel.cancelled() => Err(ExecError::Cancelled),
+                r = tokio::time::timeout(timeout, call) => match r {
+                    Ok(r) => r,
+                    Err(_) => Err(ExecError::Timeout(timeout.as_millis() as u64)),
+                },
+            };
+            Outcome {
+                sent_at_ms,
+                duration_ms: started.elapsed().as_millis() as i64,
+                result,
+                rate_limited: false,
+            }
+        })
+    }
+}
+
+async fn send(
+    client: &awc::Client,
+    msg: &Execute,
+    max_body: usize,
+    timeout: Duration,
+) -> Result<Reply, ExecError> {
+    let r = &msg.request;
+    let method = awc::http::Method::from_bytes(r.method.as_str().as_bytes())
+        .map_err(|e| ExecError::Request(e.to_string()))?;
+    let mut req = client.request(method, r.url.as_str());
+    for (name, value) in &r.headers {
+        req = req.insert_header((name.as_str(), value.as_str()));
+    }
+    req = req
+        .insert_header(("X-Tickwheel-Task-Id", r.task_id.to_string()))
+        .insert_header(("webhook-id", format!("{}:{}", r.task_id, msg.scheduled_ms)))
+        .insert_header(("webhook-timestamp", (now_ms() / 1000).to_string()));
+    let sent = match (&r.body, r.method) {
+        (Some(body), m) if m != Method::Get => {
+            req.insert_header(("Content-Type", "application/json"))
+                .send_body(body.clone())
+                .await
+        }
+        _ => req.send().await,
+    };
+    let mut resp = sent.map_err(|e| match e {
+        awc::error::SendRequestError::Connect(awc::error::ConnectError::Timeout) => {
+            ExecError::Connect("timeout while connecting".into())
+        }
+        awc::error::SendRequestError::Connect(c) => ExecError::Connect(c.to_string()),
+        awc::error::SendRequestError::Timeout => ExecError::Timeout(timeout.as_millis() as u64),
+        other => ExecError::Request(other.to_string()),
+    })?;
+    let status = resp.status().as_u16();
+    let retry_after_ms = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(|s| s.saturating_mul(1000));
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.next().await {
+        let chunk = chunk.map_err(|e| ExecError::Request(format!("reading response: {e}")))?;
+        let room = max_body.saturating_sub(body.len());
+        if chunk.len() >= room {
+            body.extend_from_slice(&chunk[..room]);
+            // The rest is not kept; stop reading and let the connection go.
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Reply {
+        status,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        retry_after_ms,
+    })
+}
+
+pub struct Dispatcher {
+    workers: Vec<Addr<HttpWorker>>,
+    next: usize,
+    per_host_rps: u64,
+    per_host_burst: u64,
+    limiters: HashMap<String, Arc<Ratelimiter>>,
+}
+
+impl Dispatcher {
+    pub fn new(workers: Vec<Addr<HttpWorker>>, per_host_rps: u64, per_host_burst: u64) -> Self {
+        Self {
+            workers,
+            next: 0,
+            per_host_rps,
+            per_host_burst,
+            limiters: HashMap::new(),
+        }
+    }
+
+    fn limiter(&mut self, url: &Url) -> Option<Arc<Ratelimiter>> {
+        let key = format!(
+            "{}:{}",
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or(0)
+        );
+        if let Some(l) = self.limiters.get(&key) {
+            return Some(l.clone());
+        }
+        let built = Ratelimiter::builder(self.per_host_rps)
+            .max_tokens(self.per_host_burst)
+            .initial_available(self.per_host_burst)
+            .build();
+        match built {
+            Ok(l) => {
+                let l = Arc::new(l);
+                self.limiters.insert(key, l.clone());
+                Some(l)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build a rate limiter; sending unthrottled");
+                None
+            }
+        }
+    }
+}
+
+impl Actor for Dispatcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(super::MAILBOX_CAPACITY);
+    }
+}
+
+impl Handler<Execute> for Dispatcher {
+    type Result = ResponseFuture<Outcome>;
+
+    fn handle(&mut self, msg: Execute, _: &mut Self::Context) -> Self::Result {
+        let limiter = self.limiter(&msg.request.url);
+        let worker = if self.workers.is_empty() {
+            None
+        } else {
+            let w = self.workers[self.next % self.workers.len()].clone();
+            self.next = self.next.wrapping_add(1);
+            Some(w)
+        };
+        Box::pin(async move {
+            let mut rate_limited = false;
+            if let Some(limiter) = limiter {
+                loop {
+                    match limiter.try_wait() {
+                        Ok(()) => break,
+                        Err(TryWaitError::Insufficient(wait)) => {
+                            rate_limited = true;
+                            tokio::select! {
+                                _ = msg.cancel.cancelled() => return cancelled(),
+                                _ = tokio::time::sleep(wait) => {}
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            let Some(worker) = worker else {
+                return unavailable("no HTTP workers".into());
+            };
+            match worker.send(msg).await {
+                Ok(mut o) => {
+                    o.rate_limited = rate_limited;
+                    o
+                }
+                Err(e) => unavailable(e.to_string()),
+            }
+        })
+    }
+}
+
+fn cancelled() -> Outcome {
+    Outcome {
+        sent_at_ms: now_ms(),
+        duration_ms: 0,
+        result: Err(ExecError::Cancelled),
+        rate_limited: true,
+    }
+}
+
+fn unavailable(why: String) -> Outcome {
+    Outcome {
+        sent_at_ms: now_ms(),
+        duration_ms: 0,
+        result: Err(ExecError::Unavailable(why)),
+        rate_limited: false,
+    }
+}

@@ -1,0 +1,192 @@
+//! TaskRegistry: owns `task_id → Addr<TaskActor>` for every task this node runs. It loads the
+//! active tasks from storage at start-up (recovery), starts a supervised actor for each new
+//! task, hands redefinitions to the right actor and lets actors go when their task ends.
+//!
+//! The registry owns "partitions" of the task space; a single node owns all of them. The
+//! ownership seam (`owns`) is where cluster membership will narrow that set.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use uuid::Uuid;
+
+use super::task::{Finished, Redefine, Stop, TaskActor, TaskDeps};
+use crate::store::{ActiveTask, StoreError};
+
+/// Starts an actor for a newly created (and committed) task.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Activate(pub Box<ActiveTask>);
+
+/// Hands a redefined task to its actor; `reschedule` when its next run was recomputed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Replace {
+    pub task: Box<ActiveTask>,
+    pub reschedule: bool,
+}
+
+/// Removes a task's actor from the registry and returns it, so the caller can stop it and
+/// wait for it to be stopped.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<TaskActor>>")]
+pub struct Deactivate(pub Uuid);
+
+/// Loads every pending/running task from storage and starts its actor.
+#[derive(Message)]
+#[rtype(result = "Result<usize, StoreError>")]
+pub struct Recover;
+
+/// How many task actors are live.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct GetActiveCount;
+
+/// The parts of [`TaskDeps`] the registry is given; it adds itself.
+pub struct RegistryDeps {
+    pub wheel: Addr<super::wheel::TimingWheel>,
+    pub dispatcher: Addr<super::dispatch::Dispatcher>,
+    pub persistence: Addr<super::persistence::PersistenceActor>,
+    pub store: crate::store::Store,
+    pub default_max_retries: u32,
+    pub default_backoff_ms: u64,
+}
+
+pub struct TaskRegistry {
+    base: Option<RegistryDeps>,
+    deps: Option<Arc<TaskDeps>>,
+    tasks: HashMap<Uuid, Addr<TaskActor>>,
+}
+
+impl TaskRegistry {
+    pub fn new(deps: RegistryDeps) -> Self {
+        Self {
+            base: Some(deps),
+            deps: None,
+            tasks: HashMap::new(),
+        }
+    }
+
+    /// Whether this node runs `task_id` (single node: every partition is ours).
+    fn owns(&self, _task_id: Uuid) -> bool {
+        true
+    }
+
+    fn spawn(&mut self, task: ActiveTask, replace: bool) {
+        let Some(deps) = self.deps.clone() else {
+            return;
+        };
+        if !task.status.is_active() || !self.owns(task.task_id) {
+            return;
+        }
+        let id = task.task_id;
+        if !replace && self.tasks.contains_key(&id) {
+            // Created while recovery was loading: the live actor is newer than the row read.
+            return;
+        }
+        if let Some(old) = self.tasks.remove(&id) {
+            old.do_send(Stop);
+        }
+        let addr = Supervisor::start(move |_| TaskActor::new(deps, task));
+        self.tasks.insert(id, addr);
+    }
+}
+
+impl Actor for TaskRegistry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(super::MAILBOX_CAPACITY);
+        if let Some(b) = self.base.take() {
+            self.deps = Some(Arc::new(TaskDeps {
+                wheel: b.wheel,
+                dispatcher: b.dispatcher,
+                persistence: b.persistence,
+                registry: ctx.address().recipient(),
+                store: b.store,
+                default_max_retries: b.default_max_retries,
+                default_backoff_ms: b.default_backoff_ms,
+            }));
+        }
+    }
+}
+
+impl Handler<Activate> for TaskRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Activate, _: &mut Self::Context) {
+        self.spawn(*msg.0, true);
+    }
+}
+
+impl Handler<Replace> for TaskRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Replace, _: &mut Self::Context) {
+        match self.tasks.get(&msg.task.task_id) {
+            Some(addr) => addr.do_send(Redefine {
+                task: msg.task,
+                reschedule: msg.reschedule,
+            }),
+            None => self.spawn(*msg.task, true),
+        }
+    }
+}
+
+impl Handler<Deactivate> for TaskRegistry {
+    type Result = Option<Addr<TaskActor>>;
+
+    fn handle(&mut self, msg: Deactivate, _: &mut Self::Context) -> Self::Result {
+        self.tasks.remove(&msg.0)
+    }
+}
+
+impl Handler<Finished> for TaskRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Finished, _: &mut Self::Context) {
+        if let Some(addr) = self.tasks.remove(&msg.task_id) {
+            addr.do_send(Stop);
+        }
+    }
+}
+
+impl Handler<GetActiveCount> for TaskRegistry {
+    type Result = usize;
+
+    fn handle(&mut self, _: GetActiveCount, _: &mut Self::Context) -> usize {
+        self.tasks.len()
+    }
+}
+
+impl Handler<Recover> for TaskRegistry {
+    type Result = ResponseActFuture<Self, Result<usize, StoreError>>;
+
+    fn handle(&mut self, _: Recover, _: &mut Self::Context) -> Self::Result {
+        let Some(deps) = self.deps.clone() else {
+            return Box::pin(fut::ready(Ok(0)));
+        };
+        let store = deps.store.clone();
+        Box::pin(
+            async move { store.active_tasks().await.map(|rows| (store, rows)) }
+                .into_actor(self)
+                .map(|res, act, _| {
+                    let (store, rows) = res?;
+                    let mut n = 0;
+                    for m in rows {
+                        match store.active_task(&m) {
+                            Ok(t) => {
+                                act.spawn(t, false);
+                                n += 1;
+                            }
+                            Err(e) => {
+                                tracing::error!(task_id = %m.task_id, error = %e, "cannot recover task; left as it is");
+                            }
+                        }
+                    }
+                    Ok(n)
+                }),
+        )
+    }
+}

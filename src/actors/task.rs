@@ -1,0 +1,499 @@
+//! TaskActor: one per pending or running task. It owns the task's runtime state — the next
+//! slot, the execution in flight, its attempt and counters — registers each next slot with the
+//! wheel, runs each execution through the dispatcher (retrying with backoff), applies the stop
+//! conditions and sends every change to the persistence actor.
+//!
+//! Supervised: if it stops while the registry still holds it, it is restarted and reloads its
+//! task from storage.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::web::Bytes;
+use entities::task_logs;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::dispatch::{Dispatcher, ExecError, Execute, OutboundRequest, Outcome};
+use super::persistence::{Persist, PersistenceActor};
+use super::wheel::{Deregister, Fire, Register, TimingWheel};
+use crate::domain::{backoff_delay_ms, Method, TaskStatus, TaskType};
+use crate::store::{ActiveTask, Store, Write};
+use crate::time::now_ms;
+
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// Tells the registry that a task reached a final state and its actor can go.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Finished {
+    pub task_id: Uuid,
+}
+
+/// Replaces the task's definition (after a patch); the runtime counters are kept. With
+/// `reschedule`, the task's next run is the one given.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Redefine {
+    pub task: Box<ActiveTask>,
+    pub reschedule: bool,
+}
+
+/// Stops the task: aborts the execution in flight and takes it off the wheel.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+/// What every task actor shares.
+pub struct TaskDeps {
+    pub wheel: Addr<TimingWheel>,
+    pub dispatcher: Addr<Dispatcher>,
+    pub persistence: Addr<PersistenceActor>,
+    pub registry: Recipient<Finished>,
+    pub store: Store,
+    pub default_max_retries: u32,
+    pub default_backoff_ms: u64,
+}
+
+struct InFlight {
+    slot: i64,
+    attempt: u32,
+    cancel: CancellationToken,
+}
+
+pub struct TaskActor {
+    deps: Arc<TaskDeps>,
+    task: ActiveTask,
+    request: Arc<OutboundRequest>,
+    generation: u64,
+    in_flight: Option<InFlight>,
+    ended: bool,
+    reload: bool,
+}
+
+fn outbound(task: &ActiveTask) -> Arc<OutboundRequest> {
+    let spec = &task.spec;
+    Arc::new(OutboundRequest {
+        task_id: task.task_id,
+        url: spec.http_endpoint.clone(),
+        method: spec.method,
+        headers: spec.headers.clone(),
+        body: match (&spec.body, spec.method) {
+            (Some(b), m) if m != Method::Get => Some(Bytes::from(b.to_string())),
+            _ => None,
+        },
+    })
+}
+
+impl TaskActor {
+    pub fn new(deps: Arc<TaskDeps>, task: ActiveTask) -> Self {
+        let request = outbound(&task);
+        Self {
+            deps,
+            task,
+            request,
+            generation: 0,
+            in_flight: None,
+            ended: false,
+            reload: false,
+        }
+    }
+
+    fn max_retries(&self) -> u32 {
+        self.task
+            .spec
+            .retry
+            .max_retries
+            .unwrap_or(self.deps.default_max_retries)
+    }
+
+    fn backoff_ms(&self) -> u64 {
+        self.task
+            .spec
+            .retry
+            .backoff_ms
+            .unwrap_or(self.deps.default_backoff_ms)
+    }
+
+    fn end_ms(&self) -> Option<i64> {
+        self.task
+            .spec
+            .stop_condition
+            .end_time
+            .map(|t| t.timestamp_millis())
+    }
+
+    /// The slot after `slot`, unless it falls after `end_time`.
+    fn following(&self, slot: i64) -> Option<i64> {
+        let next = self.task.schedule.next_after(slot)?;
+        match self.end_ms() {
+            Some(end) if next > end => None,
+            _ => Some(next),
+        }
+    }
+
+    fn register(&mut self, at_ms: i64, ctx: &mut Context<Self>) {
+        // Unique across actors, so an old actor of the same task can never cancel a newer
+        // one's timer.
+        self.generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
+        self.deps.wheel.do_send(Register {
+            task_id: self.task.task_id,
+            at_ms,
+            generation: self.generation,
+            recipient: ctx.address().recipient::<Fire>().downgrade(),
+        });
+    }
+
+    /// Puts the task's next slot on the wheel: one catch-up fire (at the latest missed slot)
+    /// if it is overdue, else its due slot.
+    fn schedule_from_state(&mut self, ctx: &mut Context<Self>) {
+        let now = now_ms();
+        let due = match self.task.next_run_time {
+            Some(t) => t,
+            None => match self.task.schedule.first_run(now) {
+                Some(t) => t,
+                None => return self.finish(TaskStatus::Completed, ctx),
+            },
+        };
+        if let Some(end) = self.end_ms() {
+            if due > end {
+                return self.finish(TaskStatus::Completed, ctx);
+            }
+        }
+        let slot = if due < now {
+            self.task.schedule.latest_due(due, now)
+        } else {
+            due
+        };
+        self.task.next_run_time = Some(slot);
+        self.register(slot, ctx);
+    }
+
+    fn send_attempt(&mut self, ctx: &mut Context<Self>) {
+        let Some(f) = &self.in_flight else { return };
+        let (slot, attempt) = (f.slot, f.attempt);
+        let exec = Execute {
+            request: self.request.clone(),
+            scheduled_ms: slot,
+            attempt,
+            cancel: f.cancel.clone(),
+        };
+        tracing::debug!(task_id = %self.task.task_id, scheduled_ms = slot, attempt, "executing");
+        ctx.spawn(
+            self.deps
+                .dispatcher
+                .send(exec)
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    let outcome = res.unwrap_or_else(|e| Outcome {
+                        sent_at_ms: now_ms(),
+                        duration_ms: 0,
+                        result: Err(ExecError::Unavailable(e.to_string())),
+                        rate_limited: false,
+                    });
+                    act.on_outcome(slot, attempt, outcome, ctx);
+                }),
+        );
+    }
+
+    fn log(&self, slot: i64, attempt: u32, outcome: &Outcome) {
+        let (http_status, error, body) = match &outcome.result {
+            Ok(r) => (Some(i32::from(r.status)), None, Some(r.body.clone())),
+            Err(e) => (None, Some(e.to_string()), None),
+        };
+        self.deps
+            .persistence
+            .do_send(Persist(Write::Log(Box::new(task_logs::Model {
+                log_id: Uuid::now_v7().to_string(),
+                user_id: self.task.spec.user_id,
+                task_id: self.task.task_id.to_string(),
+                scheduled_time: slot,
+                attempt: attempt as i32,
+                http_status,
+                error,
+                duration_ms: outcome.duration_ms,
+                response_body: body,
+                created_at: outcome.sent_at_ms,
+            }))));
+    }
+
+    fn on_outcome(&mut self, slot: i64, attempt: u32, outcome: Outcome, ctx: &mut Context<Self>) {
+        if self.ended {
+            return;
+        }
+        match &self.in_flight {
+            Some(f) if f.slot == slot && f.attempt == attempt => {}
+            _ => return,
+        }
+        if matches!(outcome.result, Err(ExecError::Cancelled)) {
+            return;
+        }
+        self.log(slot, attempt, &outcome);
+        let task_id = self.task.task_id;
+        let success = matches!(&outcome.result, Ok(r) if (200..300).contains(&r.status));
+        if success {
+            self.in_flight = None;
+            self.task.execution_count += 1;
+            self.task.consecutive_failures = 0;
+            let body = match &outcome.result {
+                Ok(r) => r.body.as_str(),
+                Err(_) => "",
+            };
+            let stop = &self.task.spec.stop_condition;
+            let done = stop.response_matches(body)
+                || stop
+                    .max_cnt
+                    .is_some_and(|m| self.task.execution_count >= m as i64)
+                || self.task.spec.task_type == TaskType::Once
+                || self.task.next_run_time.is_none();
+            if done {
+                return self.finish(TaskStatus::Completed, ctx);
+            }
+            return self.advance();
+        }
+
+        match &outcome.result {
+            Ok(r) => {
+                tracing::warn!(%task_id, scheduled_ms = slot, attempt, status = r.status, "execution attempt failed")
+            }
+            Err(e) => {
+                tracing::warn!(%task_id, scheduled_ms = slot, attempt, error = %e, "execution attempt failed")
+            }
+        }
+        if attempt <= self.max_retries() {
+            let mut delay = backoff_delay_ms(self.backoff_ms(), attempt, rand::random::<f64>());
+            if let Ok(r) = &outcome.result {
+                if matches!(r.status, 429 | 503) {
+                    if let Some(ra) = r.retry_after_ms {
+                        delay = delay.max(ra);
+                    }
+                }
+            }
+            if let Some(f) = &mut self.in_flight {
+                f.attempt += 1;
+            }
+            ctx.run_later(Duration::from_millis(delay), |act, ctx| {
+                if !act.ended {
+                    act.send_attempt(ctx);
+                }
+            });
+            return;
+        }
+        // The execution failed after its last retry.
+        self.in_flight = None;
+        self.task.execution_count += 1;
+        self.task.consecutive_failures += 1;
+        let stop = &self.task.spec.stop_condition;
+        if self.task.spec.task_type == TaskType::Once
+            || stop
+                .max_failures
+                .is_some_and(|m| self.task.consecutive_failures >= i64::from(m))
+        {
+            return self.finish(TaskStatus::Failed, ctx);
+        }
+        if stop
+            .max_cnt
+            .is_some_and(|m| self.task.execution_count >= m as i64)
+            || self.task.next_run_time.is_none()
+        {
+            return self.finish(TaskStatus::Completed, ctx);
+        }
+        self.advance();
+    }
+
+    fn advance(&self) {
+        self.deps.persistence.do_send(Persist(Write::Advance {
+            task_id: self.task.task_id.to_string(),
+            next_run_time: self.task.next_run_time,
+            execution_count: self.task.execution_count,
+            consecutive_failures: self.task.consecutive_failures,
+        }));
+    }
+
+    fn finish(&mut self, status: TaskStatus, ctx: &mut Context<Self>) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        if let Some(f) = self.in_flight.take() {
+            f.cancel.cancel();
+        }
+        self.task.next_run_time = None;
+        self.advance();
+        self.deps.persistence.do_send(Persist(Write::SetStatus {
+            task_id: self.task.task_id.to_string(),
+            from: vec![TaskStatus::Pending, TaskStatus::Running],
+            to: status,
+            expected_version: None,
+            now: now_ms(),
+        }));
+        self.task.status = status;
+        tracing::info!(task_id = %self.task.task_id, status = status.as_str(), executions = self.task.execution_count, "task finished");
+        self.deps.wheel.do_send(Deregister {
+            task_id: self.task.task_id,
+            generation: self.generation,
+        });
+        self.deps.registry.do_send(Finished {
+            task_id: self.task.task_id,
+        });
+        let _ = ctx;
+    }
+
+    fn reload(&mut self, ctx: &mut Context<Self>) {
+        let store = self.deps.store.clone();
+        let task_id = self.task.task_id;
+        ctx.wait(
+            async move {
+                match store.get_task(task_id).await {
+                    Ok(Some(m)) => store.active_task(&m).map(Some).map_err(|e| e.to_string()),
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            .into_actor(self)
+            .map(move |res, act, ctx| match res {
+                Ok(Some(t)) if t.status.is_active() => {
+                    act.request = outbound(&t);
+                    act.task = t;
+                    act.schedule_from_state(ctx);
+                }
+                Ok(_) => {
+                    act.ended = true;
+                    act.deps.registry.do_send(Finished { task_id });
+                }
+                Err(e) => {
+                    tracing::error!(%task_id, error = %e, "reloading task failed; retrying");
+                    ctx.run_later(Duration::from_secs(1), |act, ctx| act.reload(ctx));
+                }
+            }),
+        );
+    }
+}
+
+impl Actor for TaskActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if self.ended {
+            return;
+        }
+        if self.reload {
+            self.reload = false;
+            self.reload(ctx);
+        } else {
+            self.schedule_from_state(ctx);
+        }
+    }
+}
+
+impl Supervised for TaskActor {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        if let Some(f) = self.in_flight.take() {
+            f.cancel.cancel();
+        }
+        if !self.ended {
+            tracing::warn!(task_id = %self.task.task_id, "task actor restarting from storage");
+            self.reload = true;
+        }
+    }
+}
+
+impl Handler<Fire> for TaskActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Fire, ctx: &mut Self::Context) {
+        if self.ended || msg.generation != self.generation {
+            return;
+        }
+        let slot = msg.scheduled_ms;
+        let next = self.following(slot);
+        self.task.next_run_time = next;
+        if let Some(f) = &self.in_flight {
+            tracing::warn!(task_id = %self.task.task_id, scheduled_ms = slot, in_flight = f.slot, "fire skipped: previous execution still in flight");
+            self.deps
+                .persistence
+                .do_send(Persist(Write::Log(Box::new(task_logs::Model {
+                    log_id: Uuid::now_v7().to_string(),
+                    user_id: self.task.spec.user_id,
+                    task_id: self.task.task_id.to_string(),
+                    scheduled_time: slot,
+                    attempt: 0,
+                    http_status: None,
+                    error: Some("skipped: previous execution still in flight".into()),
+                    duration_ms: 0,
+                    response_body: None,
+                    created_at: now_ms(),
+                }))));
+            if let Some(n) = next {
+                self.register(n, ctx);
+            }
+            return;
+        }
+        if self.task.status == TaskStatus::Pending {
+            self.task.status = TaskStatus::Running;
+            self.deps.persistence.do_send(Persist(Write::SetStatus {
+                task_id: self.task.task_id.to_string(),
+                from: vec![TaskStatus::Pending],
+                to: TaskStatus::Running,
+                expected_version: None,
+                now: now_ms(),
+            }));
+        }
+        self.in_flight = Some(InFlight {
+            slot,
+            attempt: 1,
+            cancel: CancellationToken::new(),
+        });
+        self.send_attempt(ctx);
+        if let Some(n) = next {
+            self.register(n, ctx);
+        }
+    }
+}
+
+impl Handler<Redefine> for TaskActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Redefine, ctx: &mut Self::Context) {
+        if self.ended {
+            return;
+        }
+        let new = *msg.task;
+        self.request = outbound(&new);
+        self.task.spec = new.spec;
+        self.task.schedule = new.schedule;
+        if msg.reschedule {
+            self.task.next_run_time = new.next_run_time;
+            match new.next_run_time {
+                Some(at) => self.register(at, ctx),
+                None => {
+                    self.deps.wheel.do_send(Deregister {
+                        task_id: self.task.task_id,
+                        generation: self.generation,
+                    });
+                    if self.in_flight.is_none() {
+                        self.finish(TaskStatus::Completed, ctx);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Handler<Stop> for TaskActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        self.ended = true;
+        if let Some(f) = self.in_flight.take() {
+            f.cancel.cancel();
+        }
+        self.deps.wheel.do_send(Deregister {
+            task_id: self.task.task_id,
+            generation: self.generation,
+        });
+        ctx.stop();
+    }
+}

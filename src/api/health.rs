@@ -1,0 +1,25 @@
+//! Liveness and readiness probes (no token).
+
+use std::sync::atomic::Ordering;
+
+use actix_web::{web, HttpResponse};
+
+use super::{ApiError, AppState};
+
+/// 200 while the process is up.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// 200 once storage answers and recovery is done; 503 otherwise.
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if !state.ready.load(Ordering::Acquire) {
+        return Err(ApiError::NotReady("recovery in progress".into()));
+    }
+    state
+        .store
+        .ping()
+        .await
+        .map_err(|e| ApiError::NotReady(format!("storage unreachable: {e}")))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
+}

@@ -1,0 +1,204 @@
+//! The REST API: thin handlers over the domain, the store and the actors.
+
+pub mod error;
+pub mod health;
+pub mod tasks;
+pub mod users;
+
+use std::future::{ready, Ready};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::actors::persistence::PersistenceActor;
+use crate::actors::registry::TaskRegistry;
+use crate::auth::{self, Principal};
+use crate::store::Store;
+pub use error::ApiError;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub store: Store,
+    pub persistence: Addr<PersistenceActor>,
+    pub registry: Addr<TaskRegistry>,
+    pub jwt_secret: SecretString,
+    pub max_body_bytes: usize,
+    pub allow_private_targets: bool,
+    pub ready: Arc<AtomicBool>,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/api/v1/tasks")
+            .route(web::post().to(tasks::create))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/tasks/{task_id}")
+            .route(web::get().to(tasks::view))
+            .route(web::patch().to(tasks::patch))
+            .route(web::delete().to(tasks::delete))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/tasks/{task_id}/cancel")
+            .route(web::put().to(tasks::cancel))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/tasks/{task_id}/logs")
+            .route(web::get().to(tasks::logs))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/users/{user_id}/tasks")
+            .route(web::get().to(users::list))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/users/{user_id}/tasks/running-count")
+            .route(web::get().to(users::running_count))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .route("/healthz", web::get().to(health::healthz))
+    .route("/readyz", web::get().to(health::readyz));
+}
+
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("no such endpoint".into()))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed(format!(
+        "method {} is not allowed on {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// The caller, from a valid bearer token.
+pub struct Auth(pub Principal);
+
+impl FromRequest for Auth {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req))
+    }
+}
+
+fn authenticate(req: &HttpRequest) -> Result<Auth, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::Internal("application state missing".into()))?;
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or(""));
+    let token = auth::bearer_token(header).map_err(|e| match e {
+        auth::AuthError::Missing => {
+            ApiError::Unauthorized("missing Authorization: Bearer token".into())
+        }
+        other => ApiError::Unauthorized(format!("Authorization header: {other}")),
+    })?;
+    auth::verify_token(state.jwt_secret.expose_secret(), token)
+        .map(Auth)
+        .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))
+}
+
+/// Reads a JSON request body: 415 unless it is declared `application/json`, 413 past
+/// `server.max_body_bytes`, 400 naming the problem if it does not parse.
+pub async fn json_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    max: usize,
+) -> Result<serde_json::Value, ApiError> {
+    let ct = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence != "application/json" && !essence.ends_with("+json") {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type must be application/json (got {})",
+            if ct.is_empty() { "none" } else { ct }
+        )));
+    }
+    if let Some(len) = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > max {
+            return Err(too_large(max));
+        }
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
+        if body.len() + chunk.len() > max {
+            return Err(too_large(max));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("body: malformed JSON: {e}")))
+}
+
+fn too_large(max: usize) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "body: larger than {max} bytes (server.max_body_bytes)"
+    ))
+}
+
+/// Parses a query string into pairs, for handlers that name the bad parameter themselves.
+pub fn query_pairs(req: &HttpRequest) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(req.query_string().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// `limit`/`offset` with bounds, naming the parameter when wrong.
+pub fn paging(
+    pairs: &[(String, String)],
+    default_limit: u64,
+    max_limit: u64,
+) -> Result<(u64, u64), ApiError> {
+    let mut limit = default_limit;
+    let mut offset = 0;
+    for (k, v) in pairs {
+        match k.as_str() {
+            "limit" => {
+                limit = v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|l| (1..=max_limit).contains(l))
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(format!(
+                            "limit: must be an integer from 1 to {max_limit}"
+                        ))
+                    })?
+            }
+            "offset" => {
+                offset = v.parse::<u64>().map_err(|_| {
+                    ApiError::BadRequest("offset: must be a non-negative integer".into())
+                })?
+            }
+            _ => {}
+        }
+    }
+    Ok((limit, offset))
+}

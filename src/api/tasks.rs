@@ -1,0 +1,379 @@
+//! `/api/v1/tasks…`: create, view, patch, cancel, delete and the execution history.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use entities::{task_logs, tasks};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{json_body, paging, query_pairs, ApiError, AppState, Auth};
+use crate::actors::persistence::Commit;
+use crate::actors::registry::{Activate, Deactivate, Replace};
+use crate::actors::task::Stop;
+use crate::auth::Principal;
+use crate::domain::{apply_patch, parse_create, parse_patch, TaskStatus};
+use crate::net::check_url;
+use crate::store::{anchor_for, schedule_of, ActiveTask, Write};
+use crate::time::{now_ms, to_rfc3339};
+
+/// How many times a state change is retried when a concurrent change bumped the version.
+const CONFLICT_RETRIES: usize = 5;
+
+fn parse_task_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw)
+        .map_err(|_| ApiError::BadRequest(format!("task_id: '{raw}' is not a UUID")))
+}
+
+/// Loads a task the caller may see; another user's task is "not found", never "forbidden".
+async fn load_owned(
+    state: &AppState,
+    who: &Principal,
+    task_id: Uuid,
+) -> Result<tasks::Model, ApiError> {
+    match state.store.get_task(task_id).await? {
+        Some(m) if who.may_act_for(m.user_id) => Ok(m),
+        _ => Err(ApiError::task_not_found()),
+    }
+}
+
+fn status_of(m: &tasks::Model) -> TaskStatus {
+    TaskStatus::parse(&m.status).unwrap_or(TaskStatus::Stopped)
+}
+
+async fn check_endpoint(state: &AppState, url: &url::Url) -> Result<(), ApiError> {
+    check_url(url, state.allow_private_targets)
+        .await
+        .map_err(|e| {
+            let msg = e.to_string();
+            if msg.starts_with("http_endpoint") {
+                ApiError::BadRequest(msg)
+            } else {
+                ApiError::BadRequest(format!("http_endpoint: {msg}"))
+            }
+        })
+}
+
+pub async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    Auth(who): Auth,
+) -> Result<HttpResponse, ApiError> {
+    let v = json_body(&req, payload, state.max_body_bytes).await?;
+    let spec = parse_create(&v)?;
+    if !who.may_act_for(spec.user_id) {
+        return Err(ApiError::Forbidden(format!(
+            "user_id: this token may not create tasks for user {}",
+            spec.user_id
+        )));
+    }
+    check_endpoint(&state, &spec.http_endpoint).await?;
+
+    let now = now_ms();
+    let task_id = Uuid::now_v7();
+    let anchor = anchor_for(&spec, now);
+    let schedule = schedule_of(&spec, anchor)
+        .map_err(|e| ApiError::BadRequest(format!("cron_expression: {e}")))?;
+    let next = schedule.first_run(now);
+    let model = state.store.model_for(
+        task_id,
+        &spec,
+        anchor,
+        TaskStatus::Pending,
+        next,
+        1,
+        now,
+        now,
+    )?;
+    state
+        .persistence
+        .send(Commit(Write::InsertTask(Box::new(model))))
+        .await??;
+    state.registry.do_send(Activate(Box::new(ActiveTask {
+        task_id,
+        spec,
+        schedule,
+        status: TaskStatus::Pending,
+        next_run_time: next,
+        execution_count: 0,
+        consecutive_failures: 0,
+    })));
+    tracing::info!(%task_id, next_run_ms = next, "task created");
+    Ok(HttpResponse::Created().json(json!({
+        "status": "success",
+        "task_id": task_id,
+        "next_run_time": next.map(to_rfc3339),
+    })))
+}
+
+pub async fn view(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    Auth(who): Auth,
+) -> Result<HttpResponse, ApiError> {
+    let task_id = parse_task_id(&path)?;
+    let m = load_owned(&state, &who, task_id).await?;
+    Ok(HttpResponse::Ok().json(task_view(&state, &m).await?))
+}
+
+async fn task_view(state: &AppState, m: &tasks::Model) -> Result<Value, ApiError> {
+    let task_id = Uuid::parse_str(&m.task_id).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let header_names: Vec<String> = state
+        .store
+        .open_headers(task_id, m.headers.as_deref())?
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let last = state.store.last_log(task_id).await?.map(|l| {
+        json!({
+            "timestamp": to_rfc3339(l.created_at),
+            "scheduled_time": to_rfc3339(l.scheduled_time),
+            "attempt": l.attempt,
+            "http_status": l.http_status,
+            "error": l.error,
+            "response_body": l.response_body,
+        })
+    });
+    let parse = |s: &Option<String>| -> Value {
+        s.as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or(Value::Null)
+    };
+    let stop = match parse(&m.stop_condition) {
+        Value::Null => json!({}),
+        v => v,
+    };
+    Ok(json!({
+        "task_id": m.task_id,
+        "user_id": m.user_id,
+        "type": m.task_type,
+        "status": m.status,
+        "http_endpoint": m.http_endpoint,
+        "method": m.method,
+        "header_names": header_names,
+        "body": parse(&m.body),
+        "interval_seconds": m.interval_seconds,
+        "cron_expression": m.cron_expression,
+        "timezone": m.timezone,
+        "start_time": m.start_time.map(to_rfc3339),
+        "stop_condition": stop,
+        "retry": parse(&m.retry),
+        "execution_count": m.execution_count,
+        "consecutive_failures": m.consecutive_failures,
+        "last_execution": last,
+        "next_run_time": m.next_run_time.map(to_rfc3339),
+        "version": m.version,
+        "created_at": to_rfc3339(m.created_at),
+        "updated_at": to_rfc3339(m.updated_at),
+    }))
+}
+
+fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
+    let Some(v) = req.headers().get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let s = v.to_str().unwrap_or("").trim();
+    let s = s.strip_prefix("W/").unwrap_or(s).trim_matches('"');
+    s.parse::<i64>()
+        .map(Some)
+        .map_err(|_| ApiError::BadRequest(format!("If-Match: '{s}' is not a version number")))
+}
+
+pub async fn patch(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    Auth(who): Auth,
+) -> Result<HttpResponse, ApiError> {
+    let task_id = parse_task_id(&path)?;
+    let expected = if_match(&req)?;
+    let mut m = load_owned(&state, &who, task_id).await?;
+    let v = json_body(&req, payload, state.max_body_bytes).await?;
+    let patch = parse_patch(&v)?;
+    let reschedule = patch.interval_seconds.is_some()
+        || patch.start_time.is_some()
+        || patch.cron_expression.is_some()
+        || patch.timezone.is_some();
+    if let Some(url) = &patch.http_endpoint {
+        check_endpoint(&state, url).await?;
+    }
+
+    for _ in 0..CONFLICT_RETRIES {
+        let status = status_of(&m);
+        if !status.is_active() {
+            return Err(ApiError::Conflict(format!(
+                "status: the task is {}; only pending or running tasks can be changed",
+                status.as_str()
+            )));
+        }
+        if let Some(v) = expected {
+            if v != m.version {
+                return Err(ApiError::Conflict(format!(
+                    "If-Match: version {v} is stale; the task is at version {}",
+                    m.version
+                )));
+            }
+        }
+        let spec = apply_patch(&state.store.spec_of(&m)?, patch.clone())?;
+        let now = now_ms();
+        let (anchor, schedule, next) = if reschedule {
+            let anchor = anchor_for(&spec, now);
+            let schedule = schedule_of(&spec, anchor)
+                .map_err(|e| ApiError::BadRequest(format!("cron_expression: {e}")))?;
+            let next = schedule.first_run(now);
+            (anchor, schedule, next)
+        } else {
+            let anchor = m.start_time.unwrap_or(m.created_at);
+            let schedule = schedule_of(&spec, anchor)
+                .map_err(|e| ApiError::BadRequest(format!("cron_expression: {e}")))?;
+            (anchor, schedule, m.next_run_time)
+        };
+        let mut model = state.store.model_for(
+            task_id,
+            &spec,
+            anchor,
+            status,
+            next,
+            m.version + 1,
+            m.created_at,
+            now,
+        )?;
+        model.execution_count = m.execution_count;
+        model.consecutive_failures = m.consecutive_failures;
+        let changed = state
+            .persistence
+            .send(Commit(Write::Redefine {
+                model: Box::new(model),
+                expected_version: m.version,
+            }))
+            .await??;
+        if changed == 1 {
+            state.registry.do_send(Replace {
+                task: Box::new(ActiveTask {
+                    task_id,
+                    spec,
+                    schedule,
+                    status,
+                    next_run_time: next,
+                    execution_count: m.execution_count,
+                    consecutive_failures: m.consecutive_failures,
+                }),
+                reschedule,
+            });
+            let fresh = load_owned(&state, &who, task_id).await?;
+            return Ok(HttpResponse::Ok().json(task_view(&state, &fresh).await?));
+        }
+        // Someone else changed it first: look again.
+        m = load_owned(&state, &who, task_id).await?;
+    }
+    Err(ApiError::Conflict(
+        "the task is being changed concurrently; try again".into(),
+    ))
+}
+
+/// Stops the task's actor (aborting an execution in flight) and waits until it has stopped,
+/// so nothing it sends afterwards can race the change that follows.
+async fn stop_actor(state: &AppState, task_id: Uuid) -> Result<(), ApiError> {
+    if let Some(addr) = state.registry.send(Deactivate(task_id)).await? {
+        let _ = addr.send(Stop).await;
+    }
+    Ok(())
+}
+
+pub async fn cancel(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    Auth(who): Auth,
+) -> Result<HttpResponse, ApiError> {
+    let task_id = parse_task_id(&path)?;
+    let mut m = load_owned(&state, &who, task_id).await?;
+    let mut stopped_actor = false;
+    for _ in 0..CONFLICT_RETRIES {
+        let status = status_of(&m);
+        if !status.is_active() {
+            return Err(ApiError::Conflict(format!(
+                "status: the task is already {}",
+                status.as_str()
+            )));
+        }
+        if !stopped_actor {
+            stop_actor(&state, task_id).await?;
+            stopped_actor = true;
+        }
+        let changed = state
+            .persistence
+            .send(Commit(Write::SetStatus {
+                task_id: task_id.to_string(),
+                from: vec![TaskStatus::Pending, TaskStatus::Running],
+                to: TaskStatus::Stopped,
+                expected_version: Some(m.version),
+                now: now_ms(),
+            }))
+            .await??;
+        if changed == 1 {
+            tracing::info!(%task_id, "task cancelled");
+            return Ok(HttpResponse::Ok().json(json!({
+                "status": "success",
+                "message": "Task stopped successfully",
+            })));
+        }
+        m = load_owned(&state, &who, task_id).await?;
+    }
+    // Still active after every retry: put its actor back rather than leave it unscheduled.
+    if let Ok(t) = state.store.active_task(&m) {
+        state.registry.do_send(Activate(Box::new(t)));
+    }
+    Err(ApiError::Conflict(
+        "the task is being changed concurrently; try again".into(),
+    ))
+}
+
+pub async fn delete(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    Auth(who): Auth,
+) -> Result<HttpResponse, ApiError> {
+    let task_id = parse_task_id(&path)?;
+    load_owned(&state, &who, task_id).await?;
+    stop_actor(&state, task_id).await?;
+    state
+        .persistence
+        .send(Commit(Write::DeleteTask {
+            task_id: task_id.to_string(),
+        }))
+        .await??;
+    tracing::info!(%task_id, "task deleted");
+    Ok(HttpResponse::Ok().json(json!({
+        "status": "success",
+        "message": "Task deleted permanently",
+    })))
+}
+
+pub async fn logs(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    Auth(who): Auth,
+) -> Result<HttpResponse, ApiError> {
+    let task_id = parse_task_id(&path)?;
+    let (limit, offset) = paging(&query_pairs(&req), 50, 1000)?;
+    load_owned(&state, &who, task_id).await?;
+    let (rows, total) = state.store.logs(task_id, limit, offset).await?;
+    let logs: Vec<Value> = rows.iter().map(log_view).collect();
+    Ok(HttpResponse::Ok().json(json!({ "logs": logs, "total": total })))
+}
+
+fn log_view(l: &task_logs::Model) -> Value {
+    json!({
+        "log_id": l.log_id,
+        "task_id": l.task_id,
+        "scheduled_time": to_rfc3339(l.scheduled_time),
+        "timestamp": to_rfc3339(l.created_at),
+        "attempt": l.attempt,
+        "http_status": l.http_status,
+        "error": l.error,
+        "duration_ms": l.duration_ms,
+        "response_body": l.response_body,
+    })
+}

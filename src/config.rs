@@ -1,0 +1,253 @@
+//! Typed, layered configuration: built-in defaults, then a TOML file, then
+//! `TICKWHEEL__SECTION__KEY` environment variables. Unknown keys are an error.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// The default JWT secret; the service warns while it is in use.
+pub const DEFAULT_JWT_SECRET: &str = "change-me";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} not found")]
+    NotFound(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub log: LogSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub crypto: CryptoSettings,
+    pub http: HttpSettings,
+    pub ratelimit: RateLimitSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    pub bind: String,
+    pub max_body_bytes: usize,
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            max_body_bytes: 1024 * 1024,
+            shutdown_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Pretty,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/tickwheel.db?mode=rwc".into(),
+            max_connections: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    pub jwt_secret: SecretString,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            jwt_secret: SecretString::from(DEFAULT_JWT_SECRET),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CryptoSettings {
+    pub key_file: PathBuf,
+}
+
+impl Default for CryptoSettings {
+    fn default() -> Self {
+        Self {
+            key_file: PathBuf::from("data/master.key"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    pub pool_size: usize,
+    pub workers: usize,
+    pub connect_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    pub max_retries: u32,
+    pub backoff_base_ms: u64,
+    pub max_response_bytes: usize,
+    pub allow_private_targets: bool,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            pool_size: 200,
+            workers: 2,
+            connect_timeout_ms: 5_000,
+            request_timeout_ms: 15_000,
+            max_retries: 3,
+            backoff_base_ms: 1_000,
+            max_response_bytes: 64 * 1024,
+            allow_private_targets: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub per_host_rps: u64,
+    pub per_host_burst: u64,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            per_host_rps: 100,
+            per_host_burst: 100,
+        }
+    }
+}
+
+impl Settings {
+    /// Loads `path` (which must exist when given explicitly) over the defaults, then the
+    /// environment. Without a path, `config.toml` in the working directory is used if present.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        match path {
+            Some(p) => {
+                if !p.exists() {
+                    return Err(ConfigError::NotFound(p.to_path_buf()));
+                }
+                figment = figment.merge(Toml::file_exact(p));
+            }
+            None => {
+                let default = Path::new("config.toml");
+                if default.exists() {
+                    figment = figment.merge(Toml::file_exact(default));
+                }
+            }
+        }
+        Self::extract(figment)
+    }
+
+    /// Parses a TOML string over the defaults, then the environment (used by tests).
+    pub fn from_toml(toml: &str) -> Result<Self, ConfigError> {
+        Self::extract(Figment::new().merge(Toml::string(toml)))
+    }
+
+    fn extract(figment: Figment) -> Result<Self, ConfigError> {
+        let settings: Settings = figment
+            .merge(Env::prefixed("TICKWHEEL__").split("__"))
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.http.pool_size == 0 {
+            return bad("http.pool_size must be at least 1");
+        }
+        if self.http.workers == 0 {
+            return bad("http.workers must be at least 1");
+        }
+        if self.ratelimit.per_host_rps == 0 || self.ratelimit.per_host_burst == 0 {
+            return bad("ratelimit.per_host_rps and ratelimit.per_host_burst must be at least 1");
+        }
+        if self.server.max_body_bytes == 0 {
+            return bad("server.max_body_bytes must be at least 1");
+        }
+        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("mysql:")) {
+            return bad("database.url must start with sqlite: or mysql:");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let s = Settings::from_toml("").expect("defaults");
+        assert_eq!(s.server.bind, "127.0.0.1:8080");
+        assert_eq!(s.http.pool_size, 200);
+        assert_eq!(s.http.request_timeout_ms, 15_000);
+        assert_eq!(s.ratelimit.per_host_rps, 100);
+    }
+
+    #[test]
+    fn an_unknown_key_is_rejected_with_its_name() {
+        let err = Settings::from_toml("[server]\nbindd = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("bindd"), "{err}");
+        let err = Settings::from_toml("[nosuch]\na = 1\n").unwrap_err();
+        assert!(err.to_string().contains("nosuch"), "{err}");
+    }
+
+    #[test]
+    fn the_repository_config_file_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+        let s = Settings::load(Some(&path)).expect("config.toml parses");
+        assert!(s.database.url.starts_with("sqlite:"));
+    }
+
+    #[test]
+    fn a_wrong_type_is_rejected_with_the_key() {
+        let err = Settings::from_toml("[http]\npool_size = \"many\"\n").unwrap_err();
+        assert!(err.to_string().contains("pool_size"), "{err}");
+    }
+}

@@ -1,0 +1,297 @@
+//! The task model: a validated task definition (`TaskSpec`), its enums, and the retry backoff
+//! rule shared by every executor.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::stop::StopCondition;
+
+/// How a task is scheduled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskType {
+    /// Every `interval_seconds`, anchored at `start_time`.
+    Interval,
+    /// Once, at `start_time` (or as soon as possible).
+    Once,
+    /// At the fire times of a cron expression in a time zone.
+    Cron,
+}
+
+impl TaskType {
+    pub const ALL: [TaskType; 3] = [TaskType::Interval, TaskType::Once, TaskType::Cron];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskType::Interval => "interval",
+            TaskType::Once => "once",
+            TaskType::Cron => "cron",
+        }
+    }
+
+    /// The wire name, exactly as `as_str` writes it.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Interval and cron tasks run repeatedly; a once task does not.
+    pub fn is_recurring(self) -> bool {
+        !matches!(self, TaskType::Once)
+    }
+}
+
+impl fmt::Display for TaskType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The HTTP method a task calls its endpoint with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    pub const ALL: [Method; 5] = [
+        Method::Get,
+        Method::Post,
+        Method::Put,
+        Method::Patch,
+        Method::Delete,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    /// Accepts the upper-case name (`"GET"`) or its all-lower-case form (`"get"`); mixed case is
+    /// refused so that stored values stay canonical and unambiguous.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s || m.as_str().to_ascii_lowercase() == s)
+    }
+
+    /// GET requests are sent without a body.
+    pub fn allows_body(self) -> bool {
+        !matches!(self, Method::Get)
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The lifecycle state of a task (see API.md, "States").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Stopped,
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 5] = [
+        TaskStatus::Pending,
+        TaskStatus::Running,
+        TaskStatus::Completed,
+        TaskStatus::Failed,
+        TaskStatus::Stopped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "pending",
+            TaskStatus::Running => "running",
+            TaskStatus::Completed => "completed",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Stopped => "stopped",
+        }
+    }
+
+    /// The wire name, exactly as `as_str` writes it.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Still scheduled: `pending` or `running`. Only active tasks can be changed or cancelled.
+    pub fn is_active(self) -> bool {
+        matches!(self, TaskStatus::Pending | TaskStatus::Running)
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A task's own retry settings; `None` falls back to the configured default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryOverride {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_ms: Option<u64>,
+}
+
+impl RetryOverride {
+    pub fn is_empty(&self) -> bool {
+        self.max_retries.is_none() && self.backoff_ms.is_none()
+    }
+}
+
+/// A validated task definition: everything a user chose, nothing the server manages.
+///
+/// Built by [`super::validate::parse_create`] (or [`super::validate::apply_patch`]), so the
+/// invariants hold: `interval_seconds` is `Some` exactly for interval tasks, `cron_expression`
+/// and `timezone` exactly for cron tasks, and the cron expression parses in that time zone.
+#[derive(Clone, Debug)]
+pub struct TaskSpec {
+    pub user_id: i64,
+    pub task_type: TaskType,
+    pub http_endpoint: url::Url,
+    pub method: Method,
+    /// In the order the request's JSON object yielded them.
+    pub headers: Vec<(String, String)>,
+    pub body: Option<serde_json::Value>,
+    pub interval_seconds: Option<u64>,
+    pub cron_expression: Option<String>,
+    pub timezone: Option<String>,
+    pub start_time: Option<DateTime<Utc>>,
+    pub stop_condition: StopCondition,
+    pub retry: RetryOverride,
+}
+
+/// Spread of the backoff jitter: each wait is within ±20 % of its nominal value.
+const JITTER_SPREAD: f64 = 0.2;
+
+/// The wait before the `n`-th retry (`n >= 1`): `base_ms · 2^(n-1)`, scaled by a jitter factor in
+/// `[0.8, 1.2)` taken from `jitter_unit` in `[0, 1)` (the caller's random number; 0.5 means no
+/// jitter), rounded to whole milliseconds. Saturates instead of overflowing.
+///
+/// Because 1.2 · 2^(n-1) < 0.8 · 2^n, every wait is strictly longer than the one before whatever
+/// the jitter draws, as API.md promises.
+pub fn backoff_delay_ms(base_ms: u64, n: u32, jitter_unit: f64) -> u64 {
+    let exponent = n.saturating_sub(1);
+    let nominal = if exponent >= u64::BITS {
+        if base_ms == 0 {
+            0
+        } else {
+            u64::MAX
+        }
+    } else {
+        base_ms.saturating_mul(1u64 << exponent)
+    };
+    let unit = if jitter_unit.is_finite() {
+        jitter_unit.clamp(0.0, 1.0)
+    } else {
+        0.5
+    };
+    let factor = 1.0 - JITTER_SPREAD + 2.0 * JITTER_SPREAD * unit;
+    let scaled = (nominal as f64 * factor).round();
+    // `as` saturates for floats out of range; the explicit bound keeps the intent visible.
+    if scaled >= u64::MAX as f64 {
+        u64::MAX
+    } else {
+        scaled as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_types_round_trip_through_their_wire_names() {
+        for t in TaskType::ALL {
+            assert_eq!(TaskType::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(TaskType::parse("Interval"), None);
+        assert_eq!(TaskType::parse("weekly"), None);
+    }
+
+    #[test]
+    fn methods_are_accepted_in_upper_or_lower_case_only() {
+        for m in Method::ALL {
+            assert_eq!(Method::parse(m.as_str()), Some(m));
+            assert_eq!(Method::parse(&m.as_str().to_ascii_lowercase()), Some(m));
+        }
+        assert_eq!(Method::parse("Post"), None);
+        assert_eq!(Method::parse("HEAD"), None);
+        assert_eq!(Method::parse(""), None);
+    }
+
+    #[test]
+    fn only_pending_and_running_tasks_are_active() {
+        for s in TaskStatus::ALL {
+            assert_eq!(TaskStatus::parse(s.as_str()), Some(s));
+        }
+        assert!(TaskStatus::Pending.is_active());
+        assert!(TaskStatus::Running.is_active());
+        assert!(!TaskStatus::Completed.is_active());
+        assert!(!TaskStatus::Failed.is_active());
+        assert!(!TaskStatus::Stopped.is_active());
+        assert_eq!(TaskStatus::parse("cancelled"), None);
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_base_without_jitter() {
+        assert_eq!(backoff_delay_ms(1000, 1, 0.5), 1000);
+        assert_eq!(backoff_delay_ms(1000, 2, 0.5), 2000);
+        assert_eq!(backoff_delay_ms(1000, 3, 0.5), 4000);
+    }
+
+    #[test]
+    fn backoff_jitter_stays_within_twenty_percent() {
+        assert_eq!(backoff_delay_ms(1000, 1, 0.0), 800);
+        // Rounded to whole milliseconds, so the top of the range can reach 1200.
+        assert_eq!(backoff_delay_ms(1000, 1, 0.999_999), 1200);
+        assert_eq!(backoff_delay_ms(1000, 1, 0.75), 1100);
+        // Out-of-range or non-finite draws are clamped, not trusted.
+        assert_eq!(backoff_delay_ms(1000, 1, -3.0), 800);
+        assert_eq!(backoff_delay_ms(1000, 1, f64::NAN), 1000);
+    }
+
+    #[test]
+    fn each_backoff_wait_is_longer_than_the_one_before_whatever_the_jitter() {
+        for base in [1u64, 2, 3, 7, 10, 100, 999, 1000, 3_600_000] {
+            for n in 1..20u32 {
+                let longest_now = backoff_delay_ms(base, n, 0.999_999_9);
+                let shortest_next = backoff_delay_ms(base, n + 1, 0.0);
+                assert!(
+                    longest_now < shortest_next,
+                    "base {base}, retry {n}: {longest_now} !< {shortest_next}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn backoff_saturates_instead_of_overflowing() {
+        assert_eq!(backoff_delay_ms(1000, 200, 0.5), u64::MAX);
+        assert_eq!(backoff_delay_ms(u64::MAX, 2, 0.9), u64::MAX);
+        assert_eq!(backoff_delay_ms(0, 200, 0.5), 0);
+    }
+
+    #[test]
+    fn a_zeroth_retry_is_treated_as_the_first() {
+        assert_eq!(backoff_delay_ms(1000, 0, 0.5), 1000);
+    }
+}

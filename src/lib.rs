@@ -1,0 +1,19 @@
+//! tickwheel: a distributed HTTP task scheduler driven by an actor timing wheel.
+//!
+//! The layout follows the architecture: `domain` (task model, schedules, stop conditions,
+//! validation — free of actix and SeaORM), `wheel` (the hierarchical timing wheel as a plain
+//! data structure), `actors` (registry, task, wheel, dispatcher, persistence), `api` (thin
+//! REST handlers), `store` (the storage edge) and `startup` (wiring).
+
+pub mod actors;
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod net;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod time;
+pub mod wheel;

@@ -1,0 +1,574 @@
+//! The storage edge: connecting, migrating, the reads the API makes straight on the pool, and
+//! the conversions between SeaORM models and the domain. Writes go through the
+//! `PersistenceActor` (see `actors::persistence`), which calls the `apply_*` functions here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use entities::{task_logs, tasks};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use uuid::Uuid;
+
+use crate::crypto::{Cipher, CryptoError};
+use crate::domain::{
+    parse_create, FieldError, RetryOverride, Schedule, ScheduleError, StopCondition, TaskSpec,
+    TaskStatus, TaskType,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    #[error("stored task {task_id} cannot be decrypted: {source}")]
+    Crypto {
+        task_id: String,
+        source: CryptoError,
+    },
+    #[error("stored task {task_id} is corrupt: {reason}")]
+    Corrupt { task_id: String, reason: String },
+}
+
+/// Connects to `url` (SQLite or MySQL/MariaDB) and applies the migrations.
+pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    if let Some(path) = sqlite_file(url) {
+        if let Some(dir) = std::path::Path::new(&path).parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| DbErr::Custom(format!("creating {}: {e}", dir.display())))?;
+            }
+        }
+    }
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.max_connections(max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(30))
+        .sqlx_logging(false);
+    let db = Database::connect(opts).await?;
+    if db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite {
+        // WAL lets API reads proceed while the persistence actor writes; NORMAL sync is
+        // durable across process crashes (only an OS crash can lose the last commits).
+        db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
+        db.execute_unprepared("PRAGMA synchronous=NORMAL").await?;
+    }
+    Ok(db)
+}
+
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    Migrator::up(db, None).await
+}
+
+fn sqlite_file(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        None
+    } else {
+        Some(path.to_string())
+    }
+}
+
+/// Everything a task actor needs to run a task, headers decrypted.
+#[derive(Clone, Debug)]
+pub struct ActiveTask {
+    pub task_id: Uuid,
+    pub spec: TaskSpec,
+    pub schedule: Schedule,
+    pub status: TaskStatus,
+    pub next_run_time: Option<i64>,
+    pub execution_count: i64,
+    pub consecutive_failures: i64,
+}
+
+/// Read access to tasks and logs, plus the cipher for header columns.
+#[derive(Clone)]
+pub struct Store {
+    pub db: DatabaseConnection,
+    pub cipher: Arc<Cipher>,
+}
+
+impl Store {
+    pub fn new(db: DatabaseConnection, cipher: Arc<Cipher>) -> Self {
+        Self { db, cipher }
+    }
+
+    pub async fn get_task(&self, task_id: Uuid) -> Result<Option<tasks::Model>, StoreError> {
+        Ok(tasks::Entity::find_by_id(task_id.to_string())
+            .one(&self.db)
+            .await?)
+    }
+
+    pub async fn last_log(&self, task_id: Uuid) -> Result<Option<task_logs::Model>, StoreError> {
+        Ok(task_logs::Entity::find()
+            .filter(task_logs::Column::TaskId.eq(task_id.to_string()))
+            .order_by_desc(task_logs::Column::CreatedAt)
+            .order_by_desc(task_logs::Column::Attempt)
+            .one(&self.db)
+            .await?)
+    }
+
+    pub async fn logs(
+        &self,
+        task_id: Uuid,
+        limit: u64,
+        offset: u64,
+    ) -> Result<(Vec<task_logs::Model>, u64), StoreError> {
+        let filter = task_logs::Column::TaskId.eq(task_id.to_string());
+        let total = task_logs::Entity::find()
+            .filter(filter.clone())
+            .count(&self.db)
+            .await?;
+        let rows = task_logs::Entity::find()
+            .filter(filter)
+            .order_by_desc(task_logs::Column::CreatedAt)
+            .order_by_desc(task_logs::Column::ScheduledTime)
+            .order_by_desc(task_logs::Column::Attempt)
+            .limit(limit)
+            .offset(offset)
+            .all(&self.db)
+            .await?;
+        Ok((rows, total))
+    }
+
+    pub async fn list_user_tasks(
+        &self,
+        user_id: i64,
+        status: Option<TaskStatus>,
+        limit: u64,
+        offset: u64,
+    ) -> Result<(Vec<tasks::Model>, u64), StoreError> {
+        let mut q = tasks::Entity::find().filter(tasks::Column::UserId.eq(user_id));
+        if let Some(s) = status {
+            q = q.filter(tasks::Column::Status.eq(s.as_str()));
+        }
+        let total = q.clone().count(&self.db).await?;
+        let rows = q
+            .order_by_desc(tasks::Column::CreatedAt)
+            .order_by_asc(tasks::Column::TaskId)
+            .limit(limit)
+            .offset(offset)
+            .all(&self.db)
+            .await?;
+        Ok((rows, total))
+    }
+
+    pub async fn count_running(&self, user_id: i64) -> Result<u64, StoreError> {
+        Ok(tasks::Entity::find()
+            .filter(tasks::Column::UserId.eq(user_id))
+            .filter(tasks::Column::Status.eq(TaskStatus::Running.as_str()))
+            .count(&self.db)
+            .await?)
+    }
+
+    /// Every pending or running task: what recovery puts back on the wheel.
+    pub async fn active_tasks(&self) -> Result<Vec<tasks::Model>, StoreError> {
+        Ok(tasks::Entity::find()
+            .filter(
+                tasks::Column::Status
+                    .is_in([TaskStatus::Pending.as_str(), TaskStatus::Running.as_str()]),
+            )
+            .all(&self.db)
+            .await?)
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        Ok(self.db.ping().await?)
+    }
+
+    /// Encrypts a header list for the `headers` column.
+    pub fn seal_headers(
+        &self,
+        task_id: Uuid,
+        headers: &[(String, String)],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        if headers.is_empty() {
+            return Ok(None);
+        }
+        let plain = serde_json::to_vec(headers).map_err(|e| StoreError::Corrupt {
+            task_id: task_id.to_string(),
+            reason: e.to_string(),
+        })?;
+        self.cipher
+            .encrypt(&plain, task_id.as_bytes())
+            .map(Some)
+            .map_err(|source| StoreError::Crypto {
+                task_id: task_id.to_string(),
+                source,
+            })
+    }
+
+    pub fn open_headers(
+        &self,
+        task_id: Uuid,
+        blob: Option<&[u8]>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let Some(blob) = blob else {
+            return Ok(Vec::new());
+        };
+        let plain = self
+            .cipher
+            .decrypt(blob, task_id.as_bytes())
+            .map_err(|source| StoreError::Crypto {
+                task_id: task_id.to_string(),
+                source,
+            })?;
+        serde_json::from_slice(&plain).map_err(|e| StoreError::Corrupt {
+            task_id: task_id.to_string(),
+            reason: format!("headers: {e}"),
+        })
+    }
+
+    /// Rebuilds the validated definition of a stored task (headers decrypted).
+    pub fn spec_of(&self, m: &tasks::Model) -> Result<TaskSpec, StoreError> {
+        let task_id = parse_id(&m.task_id)?;
+        let corrupt = |reason: String| StoreError::Corrupt {
+            task_id: m.task_id.clone(),
+            reason,
+        };
+        let headers = self.open_headers(task_id, m.headers.as_deref())?;
+        // Re-validating through the create parser keeps one definition of a valid task.
+        let mut v = serde_json::json!({
+            "user_id": m.user_id,
+            "type": m.task_type,
+            "http_endpoint": m.http_endpoint,
+            "method": m.method,
+        });
+        let obj = v
+            .as_object_mut()
+            .ok_or_else(|| corrupt("not an object".into()))?;
+        let hmap: serde_json::Map<String, serde_json::Value> = headers
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        obj.insert("headers".into(), serde_json::Value::Object(hmap));
+        if let Some(b) = &m.body {
+            let body: serde_json::Value =
+                serde_json::from_str(b).map_err(|e| corrupt(format!("body: {e}")))?;
+            obj.insert("body".into(), body);
+        }
+        if let Some(i) = m.interval_seconds {
+            obj.insert("interval_seconds".into(), i.into());
+        }
+        if let Some(c) = &m.cron_expression {
+            obj.insert("cron_expression".into(), c.clone().into());
+        }
+        if let Some(tz) = &m.timezone {
+            obj.insert("timezone".into(), tz.clone().into());
+        }
+        if let Some(s) = m.start_time {
+            obj.insert("start_time".into(), crate::time::to_rfc3339(s).into());
+        }
+        if let Some(s) = &m.stop_condition {
+            let sc: serde_json::Value =
+                serde_json::from_str(s).map_err(|e| corrupt(format!("stop_condition: {e}")))?;
+            obj.insert("stop_condition".into(), sc);
+        }
+        if let Some(r) = &m.retry {
+            let r: serde_json::Value =
+                serde_json::from_str(r).map_err(|e| corrupt(format!("retry: {e}")))?;
+            obj.insert("retry".into(), r);
+        }
+        let mut spec = parse_create(&v).map_err(|e: FieldError| corrupt(e.to_string()))?;
+        // Header order and case as the user wrote them.
+        spec.headers = headers;
+        Ok(spec)
+    }
+
+    pub fn active_task(&self, m: &tasks::Model) -> Result<ActiveTask, StoreError> {
+        let task_id = parse_id(&m.task_id)?;
+        let spec = self.spec_of(m)?;
+        let schedule = schedule_of(&spec, m.start_time.unwrap_or(m.created_at)).map_err(|e| {
+            StoreError::Corrupt {
+                task_id: m.task_id.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        let status = TaskStatus::parse(&m.status).ok_or_else(|| StoreError::Corrupt {
+            task_id: m.task_id.clone(),
+            reason: format!("unknown status {}", m.status),
+        })?;
+        Ok(ActiveTask {
+            task_id,
+            spec,
+            schedule,
+            status,
+            next_run_time: m.next_run_time,
+            execution_count: m.execution_count,
+            consecutive_failures: m.consecutive_failures,
+        })
+    }
+
+    /// The row for a new or redefined task. `anchor_ms` is the schedule's anchor (stored as
+    /// `start_time`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn model_for(
+        &self,
+        task_id: Uuid,
+        spec: &TaskSpec,
+        anchor_ms: i64,
+        status: TaskStatus,
+        next_run_time: Option<i64>,
+        version: i64,
+        created_at: i64,
+        now: i64,
+    ) -> Result<tasks::Model, StoreError> {
+        let stop = if spec.stop_condition.is_empty() {
+            None
+        } else {
+            Some(spec.stop_condition.to_json().to_string())
+        };
+        let retry = if spec.retry == RetryOverride::default() {
+            None
+        } else {
+            Some(
+                serde_json::to_string(&spec.retry).map_err(|e| StoreError::Corrupt {
+                    task_id: task_id.to_string(),
+                    reason: e.to_string(),
+                })?,
+            )
+        };
+        Ok(tasks::Model {
+            task_id: task_id.to_string(),
+            user_id: spec.user_id,
+            task_type: spec.task_type.as_str().to_string(),
+            http_endpoint: spec.http_endpoint.to_string(),
+            method: spec.method.as_str().to_string(),
+            headers: self.seal_headers(task_id, &spec.headers)?,
+            body: spec.body.as_ref().map(|b| b.to_string()),
+            interval_seconds: spec.interval_seconds.map(|i| i as i64),
+            cron_expression: spec.cron_expression.clone(),
+            timezone: spec.timezone.clone(),
+            start_time: Some(anchor_ms),
+            stop_condition: stop,
+            retry,
+            status: status.as_str().to_string(),
+            next_run_time,
+            execution_count: 0,
+            consecutive_failures: 0,
+            version,
+            created_at,
+            updated_at: now,
+        })
+    }
+}
+
+/// The schedule of a task whose anchor (`start_time` column) is `anchor_ms`.
+pub fn schedule_of(spec: &TaskSpec, anchor_ms: i64) -> Result<Schedule, ScheduleError> {
+    Schedule::build(
+        spec.task_type,
+        spec.interval_seconds,
+        spec.cron_expression.as_deref(),
+        spec.timezone.as_deref(),
+        anchor_ms,
+    )
+}
+
+/// The anchor a new schedule gets at `now_ms`: the user's `start_time` when it is in the
+/// future (or, for `once` and `cron`, whenever given), else now.
+pub fn anchor_for(spec: &TaskSpec, now_ms: i64) -> i64 {
+    let start = spec.start_time.map(|t| t.timestamp_millis());
+    match (spec.task_type, start) {
+        (TaskType::Interval, Some(s)) if s > now_ms => s,
+        (TaskType::Interval, _) => now_ms,
+        (_, Some(s)) => s,
+        (_, None) => now_ms,
+    }
+}
+
+fn parse_id(s: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(s).map_err(|e| StoreError::Corrupt {
+        task_id: s.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+// ---- writes, used only by the persistence actor ----
+
+/// A change to storage. The persistence actor applies these in arrival order, batching them.
+#[derive(Debug, Clone)]
+pub enum Write {
+    InsertTask(Box<tasks::Model>),
+    /// Replace the definition (patch); only if the row is still at `expected_version` and active.
+    Redefine {
+        model: Box<tasks::Model>,
+        expected_version: i64,
+    },
+    /// A state transition: only from one of `from`, and (when given) at `expected_version`.
+    /// Bumps `version`.
+    SetStatus {
+        task_id: String,
+        from: Vec<TaskStatus>,
+        to: TaskStatus,
+        expected_version: Option<i64>,
+        now: i64,
+    },
+    /// A schedule advance; never revives a task that is no longer active. Does not bump
+    /// `version`.
+    Advance {
+        task_id: String,
+        next_run_time: Option<i64>,
+        execution_count: i64,
+        consecutive_failures: i64,
+    },
+    Log(Box<task_logs::Model>),
+    DeleteTask {
+        task_id: String,
+    },
+}
+
+/// Applies one write; returns the number of rows it changed.
+pub async fn apply_write<C: ConnectionTrait>(db: &C, w: &Write) -> Result<u64, DbErr> {
+    match w {
+        Write::InsertTask(m) => {
+            let am: tasks::ActiveModel = (**m).clone().into();
+            tasks::Entity::insert(am).exec_without_returning(db).await
+        }
+        Write::Redefine {
+            model,
+            expected_version,
+        } => {
+            let m = &**model;
+            let r = tasks::Entity::update_many()
+                .col_expr(
+                    tasks::Column::HttpEndpoint,
+                    Expr::value(m.http_endpoint.clone()),
+                )
+                .col_expr(tasks::Column::Method, Expr::value(m.method.clone()))
+                .col_expr(tasks::Column::Headers, Expr::value(m.headers.clone()))
+                .col_expr(tasks::Column::Body, Expr::value(m.body.clone()))
+                .col_expr(
+                    tasks::Column::IntervalSeconds,
+                    Expr::value(m.interval_seconds),
+                )
+                .col_expr(
+                    tasks::Column::CronExpression,
+                    Expr::value(m.cron_expression.clone()),
+                )
+                .col_expr(tasks::Column::Timezone, Expr::value(m.timezone.clone()))
+                .col_expr(tasks::Column::StartTime, Expr::value(m.start_time))
+                .col_expr(
+                    tasks::Column::StopCondition,
+                    Expr::value(m.stop_condition.clone()),
+                )
+                .col_expr(tasks::Column::Retry, Expr::value(m.retry.clone()))
+                .col_expr(tasks::Column::NextRunTime, Expr::value(m.next_run_time))
+                .col_expr(tasks::Column::Version, Expr::value(expected_version + 1))
+                .col_expr(tasks::Column::UpdatedAt, Expr::value(m.updated_at))
+                .filter(tasks::Column::TaskId.eq(m.task_id.clone()))
+                .filter(tasks::Column::Version.eq(*expected_version))
+                .filter(tasks::Column::Status.is_in(active_names()))
+                .exec(db)
+                .await?;
+            Ok(r.rows_affected)
+        }
+        Write::SetStatus {
+            task_id,
+            from,
+            to,
+            expected_version,
+            now,
+        } => {
+            let mut q = tasks::Entity::update_many()
+                .col_expr(tasks::Column::Status, Expr::value(to.as_str()))
+                .col_expr(
+                    tasks::Column::Version,
+                    Expr::col(tasks::Column::Version).add(1),
+                )
+                .col_expr(tasks::Column::UpdatedAt, Expr::value(*now))
+                .filter(tasks::Column::TaskId.eq(task_id.clone()))
+                .filter(tasks::Column::Status.is_in(from.iter().map(|s| s.as_str())));
+            if !to.is_active() {
+                q = q.col_expr(tasks::Column::NextRunTime, Expr::value(Option::<i64>::None));
+            }
+            if let Some(v) = expected_version {
+                q = q.filter(tasks::Column::Version.eq(*v));
+            }
+            Ok(q.exec(db).await?.rows_affected)
+        }
+        Write::Advance {
+            task_id,
+            next_run_time,
+            execution_count,
+            consecutive_failures,
+        } => {
+            let r = tasks::Entity::update_many()
+                .col_expr(tasks::Column::NextRunTime, Expr::value(*next_run_time))
+                .col_expr(tasks::Column::ExecutionCount, Expr::value(*execution_count))
+                .col_expr(
+                    tasks::Column::ConsecutiveFailures,
+                    Expr::value(*consecutive_failures),
+                )
+                .filter(tasks::Column::TaskId.eq(task_id.clone()))
+                .filter(tasks::Column::Status.is_in(active_names()))
+                .exec(db)
+                .await?;
+            Ok(r.rows_affected)
+        }
+        Write::Log(m) => insert_logs(db, std::slice::from_ref(&**m)).await,
+        Write::DeleteTask { task_id } => {
+            task_logs::Entity::delete_many()
+                .filter(task_logs::Column::TaskId.eq(task_id.clone()))
+                .exec(db)
+                .await?;
+            let r = tasks::Entity::delete_many()
+                .filter(tasks::Column::TaskId.eq(task_id.clone()))
+                .exec(db)
+                .await?;
+            Ok(r.rows_affected)
+        }
+    }
+}
+
+/// Inserts log rows in one statement. A row for an attempt that is already recorded (a slot
+/// re-run after a crash) replaces it rather than failing the batch.
+pub async fn insert_logs<C: ConnectionTrait>(
+    db: &C,
+    rows: &[task_logs::Model],
+) -> Result<u64, DbErr> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let models = rows
+        .iter()
+        .cloned()
+        .map(task_logs::ActiveModel::from)
+        .collect::<Vec<_>>();
+    task_logs::Entity::insert_many(models)
+        .on_conflict(
+            OnConflict::columns([
+                task_logs::Column::TaskId,
+                task_logs::Column::ScheduledTime,
+                task_logs::Column::Attempt,
+            ])
+            .update_columns([
+                task_logs::Column::HttpStatus,
+                task_logs::Column::Error,
+                task_logs::Column::DurationMs,
+                task_logs::Column::ResponseBody,
+                task_logs::Column::CreatedAt,
+            ])
+            .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await
+}
+
+fn active_names() -> [&'static str; 2] {
+    [TaskStatus::Pending.as_str(), TaskStatus::Running.as_str()]
+}
+
+/// For conversions where the stop condition must be reconstructed alone.
+pub fn stop_of(m: &tasks::Model) -> StopCondition {
+    m.stop_condition
+        .as_deref()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+        .and_then(|v| StopCondition::parse(&v).ok())
+        .unwrap_or_default()
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real application on port 0, a temporary database (SQLite and
+//! MariaDB), and a local sink standing in for the downstream services.
+
+mod helpers;
+mod sink;
+
+mod smoke;
