@@ -118,6 +118,10 @@ pub async fn check_url(url: &url::Url, allow_private: bool) -> Result<(), Outbou
     let host = url.host_str().ok_or(OutboundError::NoHost)?;
     // Always Some for http/https; NoHost is only a formality.
     let port = url.port_or_known_default().ok_or(OutboundError::NoHost)?;
+    if allow_private {
+        // Every address is allowed: nothing to resolve now; the connect step resolves.
+        return Ok(());
+    }
     let addrs = match url.host() {
         Some(url::Host::Ipv4(ip)) => vec![SocketAddr::new(ip.into(), port)],
         Some(url::Host::Ipv6(ip)) => vec![SocketAddr::new(ip.into(), port)],
@@ -138,11 +142,18 @@ pub async fn check_url(url: &url::Url, allow_private: bool) -> Result<(), Outbou
     Ok(())
 }
 
+/// How long a create-time lookup may take before the check gives up on it.
+const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 async fn lookup(host: &str, port: u16) -> Result<Vec<SocketAddr>, OutboundError> {
-    tokio::net::lookup_host((host, port))
-        .await
-        .map(Iterator::collect)
-        .map_err(|e| OutboundError::Resolve(format!("{host}: {e}")))
+    match tokio::time::timeout(LOOKUP_TIMEOUT, tokio::net::lookup_host((host, port))).await {
+        Ok(r) => r
+            .map(Iterator::collect)
+            .map_err(|e| OutboundError::Resolve(format!("{host}: {e}"))),
+        Err(_) => Err(OutboundError::Resolve(format!(
+            "{host}: no answer within {LOOKUP_TIMEOUT:?}"
+        ))),
+    }
 }
 
 /// DNS resolution for the outbound client that drops forbidden addresses (unless

@@ -2,8 +2,9 @@
 //! active tasks from storage at start-up (recovery), starts a supervised actor for each new
 //! task, hands redefinitions to the right actor and lets actors go when their task ends.
 //!
-//! The registry owns "partitions" of the task space; a single node owns all of them. The
-//! ownership seam (`owns`) is where cluster membership will narrow that set.
+//! The task space is cut into [`PARTITIONS`] partitions by a stable hash of the task id, and
+//! the registry runs the tasks of the partitions it owns. A single node owns all of them;
+//! cluster membership will narrow that set through [`TaskRegistry::owned`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,7 +54,23 @@ pub struct RegistryDeps {
     pub default_backoff_ms: u64,
 }
 
+/// How many partitions the task space is cut into.
+pub const PARTITIONS: u32 = 256;
+
+/// The partition of a task: FNV-1a over the id's bytes, so every node and every version
+/// computes the same value.
+pub fn partition_of(task_id: Uuid) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in task_id.as_bytes() {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h % PARTITIONS
+}
+
 pub struct TaskRegistry {
+    /// `owned[p]`: whether this node runs partition `p`.
+    owned: Vec<bool>,
     base: Option<RegistryDeps>,
     deps: Option<Arc<TaskDeps>>,
     tasks: HashMap<Uuid, Addr<TaskActor>>,
@@ -62,15 +79,24 @@ pub struct TaskRegistry {
 impl TaskRegistry {
     pub fn new(deps: RegistryDeps) -> Self {
         Self {
+            owned: vec![true; PARTITIONS as usize],
             base: Some(deps),
             deps: None,
             tasks: HashMap::new(),
         }
     }
 
-    /// Whether this node runs `task_id` (single node: every partition is ours).
-    fn owns(&self, _task_id: Uuid) -> bool {
-        true
+    /// Whether this node runs `task_id`.
+    fn owns(&self, task_id: Uuid) -> bool {
+        self.owned
+            .get(partition_of(task_id) as usize)
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// The partitions this node owns.
+    pub fn owned(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..PARTITIONS).filter(|p| self.owned[*p as usize])
     }
 
     fn spawn(&mut self, task: ActiveTask, replace: bool) {
@@ -188,5 +214,27 @@ impl Handler<Recover> for TaskRegistry {
                     Ok(n)
                 }),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_always_maps_to_the_same_partition_in_range() {
+        let id = Uuid::parse_str("550e8400-e29b-41d4-a716-446655440000").unwrap();
+        assert_eq!(partition_of(id), partition_of(id));
+        assert!(partition_of(id) < PARTITIONS);
+    }
+
+    #[test]
+    fn task_ids_spread_over_the_partitions() {
+        let mut seen = vec![0u32; PARTITIONS as usize];
+        for _ in 0..(PARTITIONS * 64) {
+            seen[partition_of(Uuid::new_v4()) as usize] += 1;
+        }
+        // 64 expected per partition; none empty, none wildly over.
+        assert!(seen.iter().all(|n| *n > 16 && *n < 160), "{seen:?}");
     }
 }

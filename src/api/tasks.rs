@@ -11,8 +11,8 @@ use crate::actors::persistence::Commit;
 use crate::actors::registry::{Activate, Deactivate, Replace};
 use crate::actors::task::Stop;
 use crate::auth::Principal;
-use crate::domain::{apply_patch, parse_create, parse_patch, TaskStatus};
-use crate::net::check_url;
+use crate::domain::{apply_patch, parse_create, parse_patch, FieldError, TaskStatus};
+use crate::net::{check_url, OutboundError};
 use crate::store::{anchor_for, schedule_of, ActiveTask, Write};
 use crate::time::{now_ms, to_rfc3339};
 
@@ -40,17 +40,18 @@ fn status_of(m: &tasks::Model) -> TaskStatus {
     TaskStatus::parse(&m.status).unwrap_or(TaskStatus::Stopped)
 }
 
+/// The create/patch-time outbound check. A host that does not resolve now is accepted (DNS
+/// may be down for a moment, or the name may exist only later); the same check runs again in
+/// the HTTP client's resolution step before every connection, so nothing unsafe is reached.
 async fn check_endpoint(state: &AppState, url: &url::Url) -> Result<(), ApiError> {
-    check_url(url, state.allow_private_targets)
-        .await
-        .map_err(|e| {
-            let msg = e.to_string();
-            if msg.starts_with("http_endpoint") {
-                ApiError::BadRequest(msg)
-            } else {
-                ApiError::BadRequest(format!("http_endpoint: {msg}"))
-            }
-        })
+    match check_url(url, state.allow_private_targets).await {
+        Ok(()) => Ok(()),
+        Err(e @ (OutboundError::Resolve(_) | OutboundError::NoAddress(_))) => {
+            tracing::debug!(error = %e, "endpoint not resolvable at create time; checked again when connecting");
+            Ok(())
+        }
+        Err(e) => Err(ApiError::BadRequest(e.to_string())),
+    }
 }
 
 pub async fn create(
@@ -72,8 +73,7 @@ pub async fn create(
     let now = now_ms();
     let task_id = Uuid::now_v7();
     let anchor = anchor_for(&spec, now);
-    let schedule = schedule_of(&spec, anchor)
-        .map_err(|e| ApiError::BadRequest(format!("cron_expression: {e}")))?;
+    let schedule = schedule_of(&spec, anchor).map_err(|e| ApiError::from(FieldError::from(e)))?;
     let next = schedule.first_run(now);
     let model = state.store.model_for(
         task_id,
@@ -219,14 +219,14 @@ pub async fn patch(
         let now = now_ms();
         let (anchor, schedule, next) = if reschedule {
             let anchor = anchor_for(&spec, now);
-            let schedule = schedule_of(&spec, anchor)
-                .map_err(|e| ApiError::BadRequest(format!("cron_expression: {e}")))?;
+            let schedule =
+                schedule_of(&spec, anchor).map_err(|e| ApiError::from(FieldError::from(e)))?;
             let next = schedule.first_run(now);
             (anchor, schedule, next)
         } else {
             let anchor = m.start_time.unwrap_or(m.created_at);
-            let schedule = schedule_of(&spec, anchor)
-                .map_err(|e| ApiError::BadRequest(format!("cron_expression: {e}")))?;
+            let schedule =
+                schedule_of(&spec, anchor).map_err(|e| ApiError::from(FieldError::from(e)))?;
             (anchor, schedule, m.next_run_time)
         };
         let mut model = state.store.model_for(

@@ -10,10 +10,13 @@
 //!   instant), as Quartz does;
 //! - a run is never returned at or before the instant it was asked to follow.
 //!
-//! Mapping every existing local time to its later instant is strictly increasing, so "the first
-//! local match whose instant is after `t`" is the next fire time, and the search can start at
-//! `t`'s own local time — except in the first pass of a fall back, where the repeated local
-//! times from the start of the overlap are still to come and the search starts there.
+//! The next fire time after `t` is the first local match at or after the local time of the next
+//! whole second after `t`, mapped as above. That is what Quartz 2.3's `getNextValidTimeAfter`
+//! returns, also when `t` lies in or at the end of the first pass of a fall back (checked
+//! against Quartz itself around New York, Berlin, Sydney, Lord Howe and Santiago transitions).
+//! Mapping every existing local time to its later instant is strictly increasing, so a chain of
+//! fire times never goes backwards, and the latest fire time at or before `t` (misfire
+//! coalescing) is found by walking back from `t`'s local time.
 //!
 //! Five-field (classic crontab) expressions are translated to the crate's form: a `0` seconds
 //! field, day-of-week renumbered (crontab 0/7 = Sunday, 1 = Monday; the crate 1 = Sunday), and,
@@ -76,6 +79,15 @@ impl ScheduleError {
     }
 }
 
+/// User input echoed in an error message, cut short so a huge value cannot bloat the answer.
+pub(super) fn shorten(s: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    match s.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_owned(),
+    }
+}
+
 /// Longest cron expression accepted; real ones are a few dozen characters.
 const MAX_EXPRESSION_LEN: usize = 256;
 
@@ -101,7 +113,7 @@ impl CronSchedule {
     pub fn parse(expr: &str, timezone: &str) -> Result<Self, ScheduleError> {
         let parts = parse_expression(expr)?;
         let timezone = Tz::from_str(timezone.trim())
-            .map_err(|_| ScheduleError::UnknownTimezone(timezone.to_owned()))?;
+            .map_err(|_| ScheduleError::UnknownTimezone(shorten(timezone)))?;
         Ok(Self {
             expression: expr.trim().to_owned(),
             timezone,
@@ -139,13 +151,18 @@ impl CronSchedule {
     fn part_next_after(&self, part: &cron::Schedule, after_ms: i64) -> Option<i64> {
         let after_ms = after_ms.max(EARLIEST_MS);
         let after = DateTime::<Utc>::from_timestamp_millis(after_ms)?;
-        // Local times before `after`'s own fire later than it only when `after` lies in the
-        // first pass of a fall back: then the repeated local times from the start of the
-        // overlap are still to come, in the second pass.
-        let start = self
-            .overlap_start_if_first_pass(after)
-            .unwrap_or_else(|| after.with_timezone(&self.timezone).naive_local());
-        let start = start.checked_sub_signed(Duration::seconds(1))?;
+        // As Quartz does: search from the local time of the next whole second after `after`,
+        // inclusive. Across a fall back that local time can jump back an hour (to the start of
+        // the second pass); from inside the first pass it passes over the repeated local times
+        // already seen, whose second occurrence Quartz then skips.
+        let from_s = after.timestamp().checked_add(1)?;
+        let from = DateTime::<Utc>::from_timestamp(from_s, 0)?;
+        // The crate yields matches strictly after the time it is given, so give it one second
+        // less, in local time.
+        let start = from
+            .with_timezone(&self.timezone)
+            .naive_local()
+            .checked_sub_signed(Duration::seconds(1))?;
         part.after(&Utc.from_utc_datetime(&start))
             .take(MAX_CANDIDATES)
             .filter_map(|local| self.instant_of(local.naive_utc()))
@@ -1196,10 +1213,20 @@ mod tests {
             fires(
                 "0 30 1 * * ?",
                 "America/New_York",
-                "2026-11-01T05:45:00Z",
+                "2026-11-01T05:20:00Z",
                 1
             ),
             ["2026-11-01T06:30:00Z"]
+        );
+        // Asked after 01:30 of the first pass, Quartz counts 01:30 as past: tomorrow.
+        assert_eq!(
+            fires(
+                "0 30 1 * * ?",
+                "America/New_York",
+                "2026-11-01T05:45:00Z",
+                1
+            ),
+            ["2026-11-02T06:30:00Z"]
         );
     }
 
@@ -1237,15 +1264,16 @@ mod tests {
                 "2026-11-01T07:15:00Z"
             ]
         );
-        // From inside the first pass the next run is the start of the second pass.
+        // From inside the first pass (01:10 EDT) the next run is the next local time in the
+        // second pass, as Quartz has it: 01:15 EST.
         assert_eq!(
             fires(
                 "0 */15 * * * ?",
                 "America/New_York",
-                "2026-11-01T05:50:00Z",
-                1
+                "2026-11-01T05:10:00Z",
+                2
             ),
-            ["2026-11-01T06:00:00Z"]
+            ["2026-11-01T06:15:00Z", "2026-11-01T06:30:00Z"]
         );
     }
 
@@ -1264,6 +1292,19 @@ mod tests {
         assert_eq!(
             berlin.next_after(ms("2026-03-29T00:45:00Z")),
             Some(ms("2026-03-29T01:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn from_the_last_second_of_the_first_pass_the_repeated_hour_is_still_to_come() {
+        // 00:59:59Z is 02:59:59 CEST; one second later it is 02:00:00 CET, as in Quartz.
+        assert_eq!(
+            fires("0 30 2 * * ?", "Europe/Berlin", "2026-10-25T00:59:59Z", 2),
+            ["2026-10-25T01:30:00Z", "2026-10-26T01:30:00Z"]
+        );
+        assert_eq!(
+            fires("0 0 * * * ?", "Europe/Berlin", "2026-10-25T00:59:59Z", 2),
+            ["2026-10-25T01:00:00Z", "2026-10-25T02:00:00Z"]
         );
     }
 
@@ -1349,7 +1390,7 @@ mod tests {
         );
         assert_eq!(
             cron.next_after(ms("2026-11-01T05:30:00.500Z")),
-            Some(ms("2026-11-01T06:00:00Z"))
+            Some(ms("2026-11-01T06:30:01Z"))
         );
         assert_eq!(
             cron.latest_at_or_before(ms("2026-11-01T05:30:00Z")),

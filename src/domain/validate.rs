@@ -11,7 +11,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::schedule::{CronSchedule, ScheduleError};
+use super::schedule::{shorten, CronSchedule, ScheduleError};
 use super::stop::StopCondition;
 use super::task::{Method, RetryOverride, TaskSpec, TaskType};
 
@@ -190,7 +190,7 @@ pub fn parse_patch(v: &Value) -> Result<TaskPatch, FieldError> {
         } else {
             "is not a task field"
         };
-        return Err(FieldError::new(key.clone(), why));
+        return Err(FieldError::new(shorten(key), why));
     }
     let mut patch = TaskPatch::default();
     if let Some(v) = object.get("http_endpoint") {
@@ -371,7 +371,7 @@ fn parse_type(v: &Value) -> Result<TaskType, FieldError> {
             "is required (one of interval, once, cron)",
         )),
         Value::String(s) => TaskType::parse(s)
-            .ok_or_else(|| FieldError::new("type", format!("{allowed} (got '{s}')"))),
+            .ok_or_else(|| FieldError::new("type", format!("{allowed} (got '{}')", shorten(s)))),
         _ => Err(FieldError::new("type", allowed)),
     }
 }
@@ -406,7 +406,7 @@ fn parse_method(v: &Value) -> Result<Method, FieldError> {
     match v {
         Value::Null => Ok(Method::Post),
         Value::String(s) => Method::parse(s)
-            .ok_or_else(|| FieldError::new("method", format!("{allowed} (got '{s}')"))),
+            .ok_or_else(|| FieldError::new("method", format!("{allowed} (got '{}')", shorten(s)))),
         _ => Err(FieldError::new("method", allowed)),
     }
 }
@@ -438,7 +438,7 @@ fn parse_headers(v: &Value) -> Result<Vec<(String, String)>, FieldError> {
         if name.is_empty() || name.len() > MAX_HEADER_NAME_LEN || !name.chars().all(is_token_char) {
             return Err(FieldError::new(
                 "headers",
-                format!("'{name}' is not a valid header name"),
+                format!("'{}' is not a valid header name", shorten(name)),
             ));
         }
         let field = || format!("headers.{name}");
@@ -508,7 +508,7 @@ fn parse_timezone(v: &Value) -> Result<String, FieldError> {
             .trim()
             .parse::<chrono_tz::Tz>()
             .map(|tz| tz.name().to_owned())
-            .map_err(|_| ScheduleError::UnknownTimezone(s.clone()).into()),
+            .map_err(|_| ScheduleError::UnknownTimezone(shorten(s)).into()),
         _ => Err(FieldError::new(
             "timezone",
             "must be an IANA time zone name such as \"Europe/Berlin\"",
@@ -559,7 +559,7 @@ fn parse_retry(v: &Value) -> Result<RetryOverride, FieldError> {
         .find(|k| !matches!(k.as_str(), "max_retries" | "backoff_ms"))
     {
         return Err(FieldError::new(
-            format!("retry.{key}"),
+            format!("retry.{}", shorten(key)),
             "is not a retry setting (use max_retries and backoff_ms)",
         ));
     }

@@ -1,5 +1,6 @@
 //! `spawn_app`: the real application on port 0 with its own temporary database — a SQLite
 //! file, or a fresh database on the machine's MariaDB — and typed request helpers.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use tempfile::TempDir;
 use tickwheel::config::Settings;
 use tickwheel::startup::Application;
 
+#[allow(unused_imports)]
 pub use crate::sink::{Reply, Sink};
 
 pub const SECRET: &str = "test-secret-for-the-suite";

@@ -1,6 +1,7 @@
 //! A local HTTP sink standing in for the downstream services tasks call. It records every
 //! arrival (time, method, path, headers, body) and answers from a per-path script: a status,
 //! a body, a delay, extra headers — or 200 "OK" when nothing is scripted.
+#![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
