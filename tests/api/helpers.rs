@@ -82,21 +82,40 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some(name) = self.mysql_name.take() {
-            // Drop runs outside async: use a short-lived runtime on another thread.
+            // Drop runs outside async, on the thread the app's actors live on: the app cannot
+            // commit while this blocks, so its connections are killed first (a DROP DATABASE
+            // would otherwise wait on a transaction that can never finish).
             let _ = std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .expect("runtime");
                 rt.block_on(async {
-                    use sea_orm::ConnectionTrait;
-                    if let Ok(db) = sea_orm::Database::connect(format!("{MYSQL_SERVER}/test")).await
-                    {
-                        let _ = db
-                            .execute_unprepared(&format!("DROP DATABASE IF EXISTS `{name}`"))
-                            .await;
-                        let _ = db.close().await;
+                    use sea_orm::{ConnectionTrait, Statement};
+                    let Ok(db) = sea_orm::Database::connect(format!("{MYSQL_SERVER}/test")).await
+                    else {
+                        return;
+                    };
+                    let _ = db
+                        .execute_unprepared("SET SESSION lock_wait_timeout = 10")
+                        .await;
+                    let ids = db
+                        .query_all_raw(Statement::from_sql_and_values(
+                            db.get_database_backend(),
+                            "SELECT id FROM information_schema.processlist WHERE db = ?",
+                            [name.clone().into()],
+                        ))
+                        .await
+                        .unwrap_or_default();
+                    for row in ids {
+                        if let Ok(id) = row.try_get_by_index::<u64>(0) {
+                            let _ = db.execute_unprepared(&format!("KILL {id}")).await;
+                        }
                     }
+                    let _ = db
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS `{name}`"))
+                        .await;
+                    let _ = db.close().await;
                 });
             })
             .join();

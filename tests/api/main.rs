@@ -4,4 +4,7 @@
 mod helpers;
 mod sink;
 
+mod lifecycle;
+mod recovery;
 mod smoke;
+mod validation;

@@ -224,6 +224,39 @@ async fn the_design_documents_create_example_is_accepted_as_is(backend: Backend)
 
 on_both_backends!(the_design_documents_create_example_is_accepted_as_is);
 
+/// The example exactly as the design document has it, api.example.com included: accepted,
+/// then deleted long before its first run (20 s away), so nothing is sent anywhere.
+#[actix_web::test]
+async fn the_design_documents_example_with_its_own_url_is_accepted() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let example = json!({
+        "user_id": 1001,
+        "type": "interval",
+        "http_endpoint": "https://api.example.com/execute",
+        "method": "POST",
+        "headers": {"Authorization": "Bearer {service_token}"},
+        "body": {"data": "example"},
+        "interval_seconds": 20,
+        "cron_expression": "0 0 12 * * ?",
+        "start_time": "2025-04-22T10:00:00Z",
+        "stop_condition": {"max_cnt": 300, "finsh": true}
+    });
+    let (status, created) = app.create_as(1001, &example).await;
+    assert_eq!(status, 201, "the example must be accepted: {created}");
+    let id = created["task_id"].as_str().expect("task_id");
+    let view = app.task(id).await;
+    assert_eq!(view["http_endpoint"], "https://api.example.com/execute");
+    let (status, deleted) = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/tasks/{id}"),
+        &token(1001),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{deleted}");
+}
+
 // ---- 2. bad create bodies -----------------------------------------------------------------
 
 #[actix_web::test]
