@@ -4,7 +4,11 @@
 mod helpers;
 mod sink;
 
+mod cli;
 mod lifecycle;
+mod metrics;
+mod openapi;
 mod recovery;
+mod shutdown;
 mod smoke;
 mod validation;
