@@ -14,8 +14,9 @@ use secrecy::ExposeSecret;
 
 use crate::actors::dispatch::{Dispatcher, HttpWorker, WorkerSettings};
 use crate::actors::persistence::{Flush, PersistenceActor};
-use crate::actors::registry::{Recover, RegistryDeps, TaskRegistry};
+use crate::actors::registry::{DrainAll, Recover, RegistryDeps, TaskRegistry};
 use crate::actors::wheel::TimingWheel;
+use crate::api::metrics::MetricsState;
 use crate::api::{self, AppState};
 use crate::config::{Settings, DEFAULT_JWT_SECRET};
 use crate::crypto::Cipher;
@@ -33,6 +34,7 @@ pub struct Application {
     persistence: Addr<PersistenceActor>,
     registry: Addr<TaskRegistry>,
     ready: Arc<AtomicBool>,
+    shutdown_timeout: Duration,
 }
 
 impl Application {
@@ -55,6 +57,11 @@ impl Application {
             .await
             .with_context(|| "while applying migrations")?;
         let store = Store::new(db.clone(), cipher);
+        let metrics_handle = if settings.metrics.enabled {
+            crate::metrics::install()
+        } else {
+            None
+        };
 
         let persistence = PersistenceActor::new(db).start();
         let wheel_arbiter = Arbiter::new();
@@ -85,6 +92,13 @@ impl Application {
             settings.ratelimit.per_host_burst,
         )
         .start();
+        let metrics_state = metrics_handle.map(|handle| {
+            web::Data::new(MetricsState {
+                handle,
+                store: store.clone(),
+                wheel: wheel.clone(),
+            })
+        });
         let registry = TaskRegistry::new(RegistryDeps {
             wheel,
             dispatcher,
@@ -111,13 +125,20 @@ impl Application {
         let address = listener.local_addr()?;
         let shutdown = Duration::from_millis(settings.server.shutdown_timeout_ms);
         let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .configure(api::configure)
+            let mut app = App::new().app_data(state.clone());
+            if let Some(m) = &metrics_state {
+                app = app
+                    .app_data(m.clone())
+                    .route("/metrics", web::get().to(api::metrics::scrape));
+            }
+            app.configure(api::configure)
                 .default_service(web::to(api::not_found))
         })
         .listen(listener)?
         .shutdown_timeout(shutdown.as_secs().max(1))
+        // Signals are handled in `run_until_stopped`: actix-server's own handling would stop
+        // the whole system, workers included, before executions in flight could finish.
+        .disable_signals()
         .run();
         tracing::info!(%address, "tickwheel listening on http://{address}");
 
@@ -127,6 +148,7 @@ impl Application {
             persistence,
             registry,
             ready,
+            shutdown_timeout: shutdown,
         })
     }
 
@@ -138,12 +160,15 @@ impl Application {
         self.address
     }
 
-    /// Recovers the stored tasks, serves until the server stops (SIGINT/SIGTERM), then
-    /// flushes every pending write.
+    /// Recovers the stored tasks and serves until SIGTERM/SIGINT. Then, in order: the server
+    /// stops accepting and finishes the requests it has; every task stops firing and the
+    /// requests on the wire finish (both bounded by `server.shutdown_timeout_ms`); the
+    /// persistence actor writes everything it holds.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let registry = self.registry.clone();
         let ready = self.ready.clone();
         actix_rt::spawn(async move {
+            crate::metrics::sent(crate::metrics::ActorKind::Registry);
             match registry.send(Recover).await {
                 Ok(Ok(n)) => {
                     tracing::info!(tasks = n, "recovery done");
@@ -153,8 +178,52 @@ impl Application {
                 Err(e) => tracing::error!(error = %e, "recovery failed"),
             }
         });
-        let result = self.server.await;
+        let handle = self.server.handle();
+        let mut server = self.server;
+        let result = tokio::select! {
+            r = &mut server => r,
+            signal = shutdown_signal() => {
+                tracing::info!(signal, "shutting down: no new requests");
+                // The server future must be polled for the stop to make progress.
+                let (r, ()) = futures_util::future::join(server, handle.stop(true)).await;
+                r
+            }
+        };
+        tracing::info!("shutting down: letting executions in flight finish");
+        crate::metrics::sent(crate::metrics::ActorKind::Registry);
+        match self
+            .registry
+            .send(DrainAll {
+                timeout: self.shutdown_timeout,
+            })
+            .await
+        {
+            Ok(true) => {}
+            _ => tracing::warn!(
+                timeout_ms = self.shutdown_timeout.as_millis() as u64,
+                "executions still in flight at the shutdown timeout were abandoned"
+            ),
+        }
+        crate::metrics::sent(crate::metrics::ActorKind::Persistence);
         let _ = self.persistence.send(Flush).await;
+        tracing::info!("shut down");
         result
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT, naming it.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => {
+            tracing::error!("cannot listen for SIGTERM/SIGINT; stop with SIGKILL");
+            std::future::pending().await
+        }
     }
 }

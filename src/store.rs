@@ -178,6 +178,19 @@ impl Store {
             .await?)
     }
 
+    /// How many tasks are in each state.
+    pub async fn count_by_status(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        use sea_orm::sea_query::Expr;
+        Ok(tasks::Entity::find()
+            .select_only()
+            .column(tasks::Column::Status)
+            .column_as(Expr::col(tasks::Column::TaskId).count(), "n")
+            .group_by(tasks::Column::Status)
+            .into_tuple::<(String, i64)>()
+            .all(&self.db)
+            .await?)
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         Ok(self.db.ping().await?)
     }

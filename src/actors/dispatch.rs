@@ -19,6 +19,7 @@ use url::Url;
 use uuid::Uuid;
 
 use crate::domain::Method;
+use crate::metrics::{self, ActorKind};
 use crate::time::now_ms;
 
 /// What to send for one task; shared by every attempt of every execution.
@@ -116,6 +117,7 @@ impl Actor for HttpWorker {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(super::MAILBOX_CAPACITY);
+        metrics::live_add(ActorKind::Worker, 1.0);
         let s = &self.settings;
         self.client = Some(crate::net::build_client(
             s.allow_private,
@@ -130,11 +132,16 @@ impl Handler<Execute> for HttpWorker {
     type Result = ResponseFuture<Outcome>;
 
     fn handle(&mut self, msg: Execute, _: &mut Self::Context) -> Self::Result {
+        let _m = metrics::handling(ActorKind::Worker, "Execute");
         let client = self.client.clone();
         let timeout = self.settings.request_timeout;
         let max = self.settings.max_response_bytes;
         Box::pin(async move {
             let sent_at_ms = now_ms();
+            if msg.attempt == 1 {
+                let now_s = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
+                metrics::lateness(now_s - msg.scheduled_ms as f64 / 1e3);
+            }
             let started = Instant::now();
             let Some(client) = client else {
                 return Outcome {
@@ -153,9 +160,16 @@ impl Handler<Execute> for HttpWorker {
                     Err(_) => Err(ExecError::Timeout(timeout.as_millis() as u64)),
                 },
             };
+            let elapsed = started.elapsed();
+            metrics::downstream(elapsed.as_secs_f64());
+            metrics::fire(match &result {
+                Ok(r) if (200..300).contains(&r.status) => "success",
+                Ok(_) => "http_error",
+                Err(e) => e.kind(),
+            });
             Outcome {
                 sent_at_ms,
-                duration_ms: started.elapsed().as_millis() as i64,
+                duration_ms: elapsed.as_millis() as i64,
                 result,
                 rate_limited: false,
             }
@@ -272,6 +286,11 @@ impl Actor for Dispatcher {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(super::MAILBOX_CAPACITY);
+        metrics::live_add(ActorKind::Dispatcher, 1.0);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        metrics::live_add(ActorKind::Dispatcher, -1.0);
     }
 }
 
@@ -279,6 +298,7 @@ impl Handler<Execute> for Dispatcher {
     type Result = ResponseFuture<Outcome>;
 
     fn handle(&mut self, msg: Execute, _: &mut Self::Context) -> Self::Result {
+        let _m = metrics::handling(ActorKind::Dispatcher, "Execute");
         let limiter = self.limiter(&msg.request.url);
         let worker = if self.workers.is_empty() {
             None
@@ -294,6 +314,9 @@ impl Handler<Execute> for Dispatcher {
                     match limiter.try_wait() {
                         Ok(()) => break,
                         Err(TryWaitError::Insufficient(wait)) => {
+                            if !rate_limited {
+                                metrics::fire("rate_limited_delay");
+                            }
                             rate_limited = true;
                             tokio::select! {
                                 _ = msg.cancel.cancelled() => return cancelled(),
@@ -307,6 +330,7 @@ impl Handler<Execute> for Dispatcher {
             let Some(worker) = worker else {
                 return unavailable("no HTTP workers".into());
             };
+            metrics::sent(ActorKind::Worker);
             match worker.send(msg).await {
                 Ok(mut o) => {
                     o.rate_limited = rate_limited;

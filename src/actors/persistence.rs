@@ -12,6 +12,7 @@ use actix::prelude::*;
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use tokio::sync::oneshot;
 
+use crate::metrics::{self, ActorKind};
 use crate::store::{apply_write, insert_logs, Write};
 
 /// How long the first write of a batch waits for company.
@@ -103,6 +104,11 @@ impl Actor for PersistenceActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         // The fire path must never wait on a full mailbox.
         ctx.set_mailbox_capacity(super::MAILBOX_CAPACITY);
+        metrics::live_add(ActorKind::Persistence, 1.0);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        metrics::live_add(ActorKind::Persistence, -1.0);
     }
 }
 
@@ -110,6 +116,7 @@ impl Handler<Commit> for PersistenceActor {
     type Result = ResponseFuture<Result<u64, DbErr>>;
 
     fn handle(&mut self, msg: Commit, ctx: &mut Self::Context) -> Self::Result {
+        let _m = metrics::handling(ActorKind::Persistence, "Commit");
         let (tx, rx) = oneshot::channel();
         self.enqueue(Item::Write(msg.0, Some(tx)), ctx);
         Box::pin(async move {
@@ -123,6 +130,7 @@ impl Handler<Persist> for PersistenceActor {
     type Result = ();
 
     fn handle(&mut self, msg: Persist, ctx: &mut Self::Context) {
+        let _m = metrics::handling(ActorKind::Persistence, "Persist");
         self.enqueue(Item::Write(msg.0, None), ctx);
     }
 }
@@ -131,6 +139,7 @@ impl Handler<Flush> for PersistenceActor {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _: Flush, ctx: &mut Self::Context) -> Self::Result {
+        let _m = metrics::handling(ActorKind::Persistence, "Flush");
         let (tx, rx) = oneshot::channel();
         self.enqueue(Item::Barrier(tx), ctx);
         Box::pin(async move {
@@ -143,6 +152,8 @@ impl Handler<Flush> for PersistenceActor {
 /// schedule advances for one task only the last is written. If the transaction fails, each
 /// write is retried alone so one bad write cannot take the others down with it.
 async fn apply_batch(db: &DatabaseConnection, batch: Vec<Item>) {
+    let started = std::time::Instant::now();
+    let size = batch.len();
     let mut writes = Vec::with_capacity(batch.len());
     let mut barriers = Vec::new();
     for item in batch {
@@ -222,6 +233,7 @@ async fn apply_batch(db: &DatabaseConnection, batch: Vec<Item>) {
             }
         }
     }
+    metrics::persistence_batch(size, started.elapsed().as_secs_f64());
     for b in barriers {
         let _ = b.send(());
     }

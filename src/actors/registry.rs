@@ -12,7 +12,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 use uuid::Uuid;
 
-use super::task::{Finished, Redefine, Stop, TaskActor, TaskDeps};
+use super::task::{Drain, Finished, Redefine, Stop, TaskActor, TaskDeps};
+use crate::metrics::{self, ActorKind};
 use crate::store::{ActiveTask, StoreError};
 
 /// Starts an actor for a newly created (and committed) task.
@@ -38,6 +39,14 @@ pub struct Deactivate(pub Uuid);
 #[derive(Message)]
 #[rtype(result = "Result<usize, StoreError>")]
 pub struct Recover;
+
+/// Shutdown: every task stops firing; resolves once no request is on the wire, or after
+/// `timeout`. Answers how many tasks were drained in time (all of them, or fewer).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct DrainAll {
+    pub timeout: std::time::Duration,
+}
 
 /// How many task actors are live.
 #[derive(Message)]
@@ -112,10 +121,12 @@ impl TaskRegistry {
             return;
         }
         if let Some(old) = self.tasks.remove(&id) {
+            metrics::sent(ActorKind::Task);
             old.do_send(Stop);
         }
         let addr = Supervisor::start(move |_| TaskActor::new(deps, task));
         self.tasks.insert(id, addr);
+        metrics::live(ActorKind::Task, self.tasks.len());
     }
 }
 
@@ -124,6 +135,8 @@ impl Actor for TaskRegistry {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(super::MAILBOX_CAPACITY);
+        metrics::live_add(ActorKind::Registry, 1.0);
+        metrics::live(ActorKind::Task, 0);
         if let Some(b) = self.base.take() {
             self.deps = Some(Arc::new(TaskDeps {
                 wheel: b.wheel,
@@ -142,6 +155,7 @@ impl Handler<Activate> for TaskRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: Activate, _: &mut Self::Context) {
+        let _m = metrics::handling(ActorKind::Registry, "Activate");
         self.spawn(*msg.0, true);
     }
 }
@@ -150,11 +164,15 @@ impl Handler<Replace> for TaskRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: Replace, _: &mut Self::Context) {
+        let _m = metrics::handling(ActorKind::Registry, "Replace");
         match self.tasks.get(&msg.task.task_id) {
-            Some(addr) => addr.do_send(Redefine {
-                task: msg.task,
-                reschedule: msg.reschedule,
-            }),
+            Some(addr) => {
+                metrics::sent(ActorKind::Task);
+                addr.do_send(Redefine {
+                    task: msg.task,
+                    reschedule: msg.reschedule,
+                })
+            }
             None => self.spawn(*msg.task, true),
         }
     }
@@ -164,7 +182,10 @@ impl Handler<Deactivate> for TaskRegistry {
     type Result = Option<Addr<TaskActor>>;
 
     fn handle(&mut self, msg: Deactivate, _: &mut Self::Context) -> Self::Result {
-        self.tasks.remove(&msg.0)
+        let _m = metrics::handling(ActorKind::Registry, "Deactivate");
+        let addr = self.tasks.remove(&msg.0);
+        metrics::live(ActorKind::Task, self.tasks.len());
+        addr
     }
 }
 
@@ -172,9 +193,12 @@ impl Handler<Finished> for TaskRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: Finished, _: &mut Self::Context) {
+        let _m = metrics::handling(ActorKind::Registry, "Finished");
         if let Some(addr) = self.tasks.remove(&msg.task_id) {
+            metrics::sent(ActorKind::Task);
             addr.do_send(Stop);
         }
+        metrics::live(ActorKind::Task, self.tasks.len());
     }
 }
 
@@ -182,6 +206,7 @@ impl Handler<GetActiveCount> for TaskRegistry {
     type Result = usize;
 
     fn handle(&mut self, _: GetActiveCount, _: &mut Self::Context) -> usize {
+        let _m = metrics::handling(ActorKind::Registry, "GetActiveCount");
         self.tasks.len()
     }
 }
@@ -190,6 +215,7 @@ impl Handler<Recover> for TaskRegistry {
     type Result = ResponseActFuture<Self, Result<usize, StoreError>>;
 
     fn handle(&mut self, _: Recover, _: &mut Self::Context) -> Self::Result {
+        let _m = metrics::handling(ActorKind::Registry, "Recover");
         let Some(deps) = self.deps.clone() else {
             return Box::pin(fut::ready(Ok(0)));
         };
@@ -214,6 +240,27 @@ impl Handler<Recover> for TaskRegistry {
                     Ok(n)
                 }),
         )
+    }
+}
+
+impl Handler<DrainAll> for TaskRegistry {
+    type Result = ResponseFuture<bool>;
+
+    fn handle(&mut self, msg: DrainAll, _: &mut Self::Context) -> Self::Result {
+        let _m = metrics::handling(ActorKind::Registry, "DrainAll");
+        let waits: Vec<_> = self
+            .tasks
+            .values()
+            .map(|a| {
+                metrics::sent(ActorKind::Task);
+                a.send(Drain)
+            })
+            .collect();
+        Box::pin(async move {
+            tokio::time::timeout(msg.timeout, futures_util::future::join_all(waits))
+                .await
+                .is_ok()
+        })
     }
 }
 

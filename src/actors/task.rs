@@ -20,6 +20,7 @@ use super::dispatch::{Dispatcher, ExecError, Execute, OutboundRequest, Outcome};
 use super::persistence::{Persist, PersistenceActor};
 use super::wheel::{Deregister, Fire, Register, TimingWheel};
 use crate::domain::{backoff_delay_ms, Method, TaskStatus, TaskType};
+use crate::metrics::{self, ActorKind};
 use crate::store::{ActiveTask, Store, Write};
 use crate::time::now_ms;
 
@@ -61,7 +62,16 @@ struct InFlight {
     slot: i64,
     attempt: u32,
     cancel: CancellationToken,
+    /// A request is on the wire (rather than waiting out a retry backoff).
+    sending: bool,
 }
+
+/// Shutdown: stop firing, and answer once no request of this task is on the wire. An
+/// execution waiting for a retry is not continued; its slot was not advanced, so it runs
+/// again after the restart.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain;
 
 pub struct TaskActor {
     deps: Arc<TaskDeps>,
@@ -71,6 +81,8 @@ pub struct TaskActor {
     in_flight: Option<InFlight>,
     ended: bool,
     reload: bool,
+    draining: bool,
+    drained: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 fn outbound(task: &ActiveTask) -> Arc<OutboundRequest> {
@@ -98,6 +110,8 @@ impl TaskActor {
             in_flight: None,
             ended: false,
             reload: false,
+            draining: false,
+            drained: Vec::new(),
         }
     }
 
@@ -138,6 +152,7 @@ impl TaskActor {
         // Unique across actors, so an old actor of the same task can never cancel a newer
         // one's timer.
         self.generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
+        metrics::sent(ActorKind::Wheel);
         self.deps.wheel.do_send(Register {
             task_id: self.task.task_id,
             at_ms,
@@ -172,7 +187,8 @@ impl TaskActor {
     }
 
     fn send_attempt(&mut self, ctx: &mut Context<Self>) {
-        let Some(f) = &self.in_flight else { return };
+        let Some(f) = &mut self.in_flight else { return };
+        f.sending = true;
         let (slot, attempt) = (f.slot, f.attempt);
         let exec = Execute {
             request: self.request.clone(),
@@ -181,6 +197,7 @@ impl TaskActor {
             cancel: f.cancel.clone(),
         };
         tracing::debug!(task_id = %self.task.task_id, scheduled_ms = slot, attempt, "executing");
+        metrics::sent(ActorKind::Dispatcher);
         ctx.spawn(
             self.deps
                 .dispatcher
@@ -203,6 +220,7 @@ impl TaskActor {
             Ok(r) => (Some(i32::from(r.status)), None, Some(r.body.clone())),
             Err(e) => (None, Some(e.to_string()), None),
         };
+        metrics::sent(ActorKind::Persistence);
         self.deps
             .persistence
             .do_send(Persist(Write::Log(Box::new(task_logs::Model {
@@ -220,6 +238,26 @@ impl TaskActor {
     }
 
     fn on_outcome(&mut self, slot: i64, attempt: u32, outcome: Outcome, ctx: &mut Context<Self>) {
+        self.handle_outcome(slot, attempt, outcome, ctx);
+        if self.draining && self.in_flight.as_ref().is_none_or(|f| !f.sending) {
+            for w in self.drained.drain(..) {
+                let _ = w.send(());
+            }
+        }
+    }
+
+    fn handle_outcome(
+        &mut self,
+        slot: i64,
+        attempt: u32,
+        outcome: Outcome,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Some(f) = &mut self.in_flight {
+            if f.slot == slot && f.attempt == attempt {
+                f.sending = false;
+            }
+        }
         if self.ended {
             return;
         }
@@ -263,6 +301,11 @@ impl TaskActor {
             }
         }
         if attempt <= self.max_retries() {
+            if self.draining {
+                // Shutting down: the retry happens after the restart (the slot re-runs).
+                self.in_flight = None;
+                return;
+            }
             let mut delay = backoff_delay_ms(self.backoff_ms(), attempt, rand::random::<f64>());
             if let Ok(r) = &outcome.result {
                 if matches!(r.status, 429 | 503) {
@@ -274,6 +317,7 @@ impl TaskActor {
             if let Some(f) = &mut self.in_flight {
                 f.attempt += 1;
             }
+            metrics::retry_scheduled();
             ctx.run_later(Duration::from_millis(delay), |act, ctx| {
                 if !act.ended {
                     act.send_attempt(ctx);
@@ -304,6 +348,7 @@ impl TaskActor {
     }
 
     fn advance(&self) {
+        metrics::sent(ActorKind::Persistence);
         self.deps.persistence.do_send(Persist(Write::Advance {
             task_id: self.task.task_id.to_string(),
             next_run_time: self.task.next_run_time,
@@ -322,6 +367,7 @@ impl TaskActor {
         }
         self.task.next_run_time = None;
         self.advance();
+        metrics::sent(ActorKind::Persistence);
         self.deps.persistence.do_send(Persist(Write::SetStatus {
             task_id: self.task.task_id.to_string(),
             from: vec![TaskStatus::Pending, TaskStatus::Running],
@@ -331,10 +377,12 @@ impl TaskActor {
         }));
         self.task.status = status;
         tracing::info!(task_id = %self.task.task_id, status = status.as_str(), executions = self.task.execution_count, "task finished");
+        metrics::sent(ActorKind::Wheel);
         self.deps.wheel.do_send(Deregister {
             task_id: self.task.task_id,
             generation: self.generation,
         });
+        metrics::sent(ActorKind::Registry);
         self.deps.registry.do_send(Finished {
             task_id: self.task.task_id,
         });
@@ -361,6 +409,7 @@ impl TaskActor {
                 }
                 Ok(_) => {
                     act.ended = true;
+                    metrics::sent(ActorKind::Registry);
                     act.deps.registry.do_send(Finished { task_id });
                 }
                 Err(e) => {
@@ -390,6 +439,7 @@ impl Actor for TaskActor {
 
 impl Supervised for TaskActor {
     fn restarting(&mut self, _: &mut Self::Context) {
+        metrics::restarted(ActorKind::Task);
         if let Some(f) = self.in_flight.take() {
             f.cancel.cancel();
         }
@@ -404,7 +454,8 @@ impl Handler<Fire> for TaskActor {
     type Result = ();
 
     fn handle(&mut self, msg: Fire, ctx: &mut Self::Context) {
-        if self.ended || msg.generation != self.generation {
+        let _m = metrics::handling(ActorKind::Task, "Fire");
+        if self.draining || self.ended || msg.generation != self.generation {
             return;
         }
         let slot = msg.scheduled_ms;
@@ -412,6 +463,8 @@ impl Handler<Fire> for TaskActor {
         self.task.next_run_time = next;
         if let Some(f) = &self.in_flight {
             tracing::warn!(task_id = %self.task.task_id, scheduled_ms = slot, in_flight = f.slot, "fire skipped: previous execution still in flight");
+            metrics::fire("skipped_overlap");
+            metrics::sent(ActorKind::Persistence);
             self.deps
                 .persistence
                 .do_send(Persist(Write::Log(Box::new(task_logs::Model {
@@ -433,6 +486,7 @@ impl Handler<Fire> for TaskActor {
         }
         if self.task.status == TaskStatus::Pending {
             self.task.status = TaskStatus::Running;
+            metrics::sent(ActorKind::Persistence);
             self.deps.persistence.do_send(Persist(Write::SetStatus {
                 task_id: self.task.task_id.to_string(),
                 from: vec![TaskStatus::Pending],
@@ -445,6 +499,7 @@ impl Handler<Fire> for TaskActor {
             slot,
             attempt: 1,
             cancel: CancellationToken::new(),
+            sending: false,
         });
         self.send_attempt(ctx);
         if let Some(n) = next {
@@ -457,6 +512,7 @@ impl Handler<Redefine> for TaskActor {
     type Result = ();
 
     fn handle(&mut self, msg: Redefine, ctx: &mut Self::Context) {
+        let _m = metrics::handling(ActorKind::Task, "Redefine");
         if self.ended {
             return;
         }
@@ -469,6 +525,7 @@ impl Handler<Redefine> for TaskActor {
             match new.next_run_time {
                 Some(at) => self.register(at, ctx),
                 None => {
+                    metrics::sent(ActorKind::Wheel);
                     self.deps.wheel.do_send(Deregister {
                         task_id: self.task.task_id,
                         generation: self.generation,
@@ -486,14 +543,46 @@ impl Handler<Stop> for TaskActor {
     type Result = ();
 
     fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        let _m = metrics::handling(ActorKind::Task, "Stop");
         self.ended = true;
         if let Some(f) = self.in_flight.take() {
             f.cancel.cancel();
         }
+        metrics::sent(ActorKind::Wheel);
         self.deps.wheel.do_send(Deregister {
             task_id: self.task.task_id,
             generation: self.generation,
         });
         ctx.stop();
+    }
+}
+
+impl Handler<Drain> for TaskActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
+        let _m = metrics::handling(ActorKind::Task, "Drain");
+        self.draining = true;
+        metrics::sent(ActorKind::Wheel);
+        self.deps.wheel.do_send(Deregister {
+            task_id: self.task.task_id,
+            generation: self.generation,
+        });
+        match &self.in_flight {
+            Some(f) if f.sending => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                self.drained.push(tx);
+                Box::pin(async move {
+                    let _ = rx.await;
+                })
+            }
+            Some(f) => {
+                // Waiting out a backoff: do not start the next attempt.
+                f.cancel.cancel();
+                self.in_flight = None;
+                Box::pin(async {})
+            }
+            None => Box::pin(async {}),
+        }
     }
 }

@@ -10,6 +10,7 @@ use actix::prelude::*;
 use actix::WeakRecipient;
 use uuid::Uuid;
 
+use crate::metrics::{self, ActorKind};
 use crate::time::now_ms;
 use crate::wheel::{TimerKey, Wheel};
 
@@ -109,6 +110,7 @@ impl TimingWheel {
                 self.keys.remove(&timer.task_id);
             }
             if let Some(r) = timer.recipient.upgrade() {
+                metrics::sent(ActorKind::Task);
                 r.do_send(Fire {
                     scheduled_ms: timer.scheduled_ms,
                     generation: timer.generation,
@@ -129,6 +131,11 @@ impl Actor for TimingWheel {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(super::MAILBOX_CAPACITY);
+        metrics::live_add(ActorKind::Wheel, 1.0);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        metrics::live_add(ActorKind::Wheel, -1.0);
     }
 }
 
@@ -136,6 +143,7 @@ impl Handler<Register> for TimingWheel {
     type Result = ();
 
     fn handle(&mut self, msg: Register, ctx: &mut Self::Context) {
+        let _m = metrics::handling(ActorKind::Wheel, "Register");
         if let Some((old, _)) = self.keys.remove(&msg.task_id) {
             self.wheel.remove(old);
         }
@@ -162,6 +170,7 @@ impl Handler<Deregister> for TimingWheel {
     type Result = ();
 
     fn handle(&mut self, msg: Deregister, _: &mut Self::Context) {
+        let _m = metrics::handling(ActorKind::Wheel, "Deregister");
         if let Some(&(key, generation)) = self.keys.get(&msg.task_id) {
             if generation == msg.generation {
                 self.keys.remove(&msg.task_id);
@@ -175,6 +184,7 @@ impl Handler<GetWheelStats> for TimingWheel {
     type Result = WheelStats;
 
     fn handle(&mut self, _: GetWheelStats, _: &mut Self::Context) -> WheelStats {
+        let _m = metrics::handling(ActorKind::Wheel, "GetWheelStats");
         WheelStats(self.wheel.level_counts())
     }
 }

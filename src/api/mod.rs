@@ -1,7 +1,9 @@
 //! The REST API: thin handlers over the domain, the store and the actors.
 
+pub mod docs;
 pub mod error;
 pub mod health;
+pub mod metrics;
 pub mod tasks;
 pub mod users;
 
@@ -66,7 +68,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(method_not_allowed)),
     )
     .route("/healthz", web::get().to(health::healthz))
-    .route("/readyz", web::get().to(health::readyz));
+    .route("/readyz", web::get().to(health::readyz))
+    // The OpenAPI document and the Swagger UI: public, served from the binary.
+    .service(
+        utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").url(docs::OPENAPI_PATH, docs::openapi()),
+    )
+    .route("/docs", web::get().to(docs::redirect_to_ui));
 }
 
 pub async fn not_found() -> Result<HttpResponse, ApiError> {

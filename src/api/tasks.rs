@@ -54,6 +54,28 @@ async fn check_endpoint(state: &AppState, url: &url::Url) -> Result<(), ApiError
     }
 }
 
+/// Create a task.
+///
+/// Validates the definition, commits it to storage and schedules it: a 201 means the task is
+/// already in the database. The first run is `start_time` if in the future, else now +
+/// interval for `interval` tasks, the next match for `cron`, now for `once`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tasks",
+    tag = "tasks",
+    operation_id = "create_task",
+    request_body(content = crate::api::docs::CreateTaskRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created and committed", body = crate::api::docs::CreateTaskResponse),
+        (status = 400, description = "Invalid input (the message names the field), including a refused destination", body = crate::api::docs::ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = crate::api::docs::ErrorBody),
+        (status = 403, description = "`user_id` is not the token's user", body = crate::api::docs::ErrorBody),
+        (status = 413, description = "Body larger than `server.max_body_bytes`", body = crate::api::docs::ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = crate::api::docs::ErrorBody),
+        (status = 500, description = "Server fault (the detail is logged, not sent)", body = crate::api::docs::ErrorBody),
+    ),
+    security(("bearer_auth" = []))
+)]
 pub async fn create(
     req: HttpRequest,
     payload: web::Payload,
@@ -85,10 +107,12 @@ pub async fn create(
         now,
         now,
     )?;
+    crate::metrics::sent(crate::metrics::ActorKind::Persistence);
     state
         .persistence
         .send(Commit(Write::InsertTask(Box::new(model))))
         .await??;
+    crate::metrics::sent(crate::metrics::ActorKind::Registry);
     state.registry.do_send(Activate(Box::new(ActiveTask {
         task_id,
         spec,
@@ -106,6 +130,26 @@ pub async fn create(
     })))
 }
 
+/// View a task.
+///
+/// The task with `header_names` (never values), `last_execution` and `version`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks/{task_id}",
+    tag = "tasks",
+    operation_id = "get_task",
+    params(
+        ("task_id" = uuid::Uuid, Path, description = "The task id"),
+    ),
+    responses(
+        (status = 200, description = "The task", body = crate::api::docs::TaskView),
+        (status = 400, description = "`task_id` is not a UUID", body = crate::api::docs::ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = crate::api::docs::ErrorBody),
+        (status = 404, description = "No such task, or another user's", body = crate::api::docs::ErrorBody),
+        (status = 500, description = "Server fault (the detail is logged, not sent)", body = crate::api::docs::ErrorBody),
+    ),
+    security(("bearer_auth" = []))
+)]
 pub async fn view(
     path: web::Path<String>,
     state: web::Data<AppState>,
@@ -179,6 +223,34 @@ fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
         .map_err(|_| ApiError::BadRequest(format!("If-Match: '{s}' is not a version number")))
 }
 
+/// Change a task.
+///
+/// Changes any of `http_endpoint`, `method`, `headers`, `body`, `interval_seconds`,
+/// `cron_expression`, `timezone`, `start_time`, `stop_condition`, `retry` of a `pending` or
+/// `running` task, validated as create does; the schedule is recomputed at once. Returns the
+/// task view.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/tasks/{task_id}",
+    tag = "tasks",
+    operation_id = "patch_task",
+    params(
+        ("task_id" = uuid::Uuid, Path, description = "The task id"),
+        crate::api::docs::IfMatch,
+    ),
+    request_body(content = crate::api::docs::PatchTaskRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The changed task", body = crate::api::docs::TaskView),
+        (status = 400, description = "Invalid input (the message names the field)", body = crate::api::docs::ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = crate::api::docs::ErrorBody),
+        (status = 404, description = "No such task, or another user's", body = crate::api::docs::ErrorBody),
+        (status = 409, description = "The task is no longer pending or running, or `If-Match` is stale", body = crate::api::docs::ErrorBody),
+        (status = 413, description = "Body larger than `server.max_body_bytes`", body = crate::api::docs::ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = crate::api::docs::ErrorBody),
+        (status = 500, description = "Server fault (the detail is logged, not sent)", body = crate::api::docs::ErrorBody),
+    ),
+    security(("bearer_auth" = []))
+)]
 pub async fn patch(
     req: HttpRequest,
     path: web::Path<String>,
@@ -241,6 +313,7 @@ pub async fn patch(
         )?;
         model.execution_count = m.execution_count;
         model.consecutive_failures = m.consecutive_failures;
+        crate::metrics::sent(crate::metrics::ActorKind::Persistence);
         let changed = state
             .persistence
             .send(Commit(Write::Redefine {
@@ -249,6 +322,7 @@ pub async fn patch(
             }))
             .await??;
         if changed == 1 {
+            crate::metrics::sent(crate::metrics::ActorKind::Registry);
             state.registry.do_send(Replace {
                 task: Box::new(ActiveTask {
                     task_id,
@@ -275,12 +349,36 @@ pub async fn patch(
 /// Stops the task's actor (aborting an execution in flight) and waits until it has stopped,
 /// so nothing it sends afterwards can race the change that follows.
 async fn stop_actor(state: &AppState, task_id: Uuid) -> Result<(), ApiError> {
+    crate::metrics::sent(crate::metrics::ActorKind::Registry);
     if let Some(addr) = state.registry.send(Deactivate(task_id)).await? {
+        crate::metrics::sent(crate::metrics::ActorKind::Task);
         let _ = addr.send(Stop).await;
     }
     Ok(())
 }
 
+/// Cancel a task.
+///
+/// Aborts an execution in flight and sets the task `stopped`; the task and its logs are kept.
+#[utoipa::path(
+    put,
+    path = "/api/v1/tasks/{task_id}/cancel",
+    tag = "tasks",
+    operation_id = "cancel_task",
+    params(
+        ("task_id" = uuid::Uuid, Path, description = "The task id"),
+    ),
+    responses(
+        (status = 200, description = "Stopped", body = crate::api::docs::MessageResponse,
+            example = json!({"status": "success", "message": "Task stopped successfully"})),
+        (status = 400, description = "`task_id` is not a UUID", body = crate::api::docs::ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = crate::api::docs::ErrorBody),
+        (status = 404, description = "No such task, or another user's", body = crate::api::docs::ErrorBody),
+        (status = 409, description = "Already completed, failed or stopped", body = crate::api::docs::ErrorBody),
+        (status = 500, description = "Server fault (the detail is logged, not sent)", body = crate::api::docs::ErrorBody),
+    ),
+    security(("bearer_auth" = []))
+)]
 pub async fn cancel(
     path: web::Path<String>,
     state: web::Data<AppState>,
@@ -301,6 +399,7 @@ pub async fn cancel(
             stop_actor(&state, task_id).await?;
             stopped_actor = true;
         }
+        crate::metrics::sent(crate::metrics::ActorKind::Persistence);
         let changed = state
             .persistence
             .send(Commit(Write::SetStatus {
@@ -322,6 +421,7 @@ pub async fn cancel(
     }
     // Still active after every retry: put its actor back rather than leave it unscheduled.
     if let Ok(t) = state.store.active_task(&m) {
+        crate::metrics::sent(crate::metrics::ActorKind::Registry);
         state.registry.do_send(Activate(Box::new(t)));
     }
     Err(ApiError::Conflict(
@@ -329,6 +429,27 @@ pub async fn cancel(
     ))
 }
 
+/// Delete a task.
+///
+/// Stops it as cancel does and removes the task and its logs.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tasks/{task_id}",
+    tag = "tasks",
+    operation_id = "delete_task",
+    params(
+        ("task_id" = uuid::Uuid, Path, description = "The task id"),
+    ),
+    responses(
+        (status = 200, description = "Deleted", body = crate::api::docs::MessageResponse,
+            example = json!({"status": "success", "message": "Task deleted permanently"})),
+        (status = 400, description = "`task_id` is not a UUID", body = crate::api::docs::ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = crate::api::docs::ErrorBody),
+        (status = 404, description = "No such task, or another user's", body = crate::api::docs::ErrorBody),
+        (status = 500, description = "Server fault (the detail is logged, not sent)", body = crate::api::docs::ErrorBody),
+    ),
+    security(("bearer_auth" = []))
+)]
 pub async fn delete(
     path: web::Path<String>,
     state: web::Data<AppState>,
@@ -337,6 +458,7 @@ pub async fn delete(
     let task_id = parse_task_id(&path)?;
     load_owned(&state, &who, task_id).await?;
     stop_actor(&state, task_id).await?;
+    crate::metrics::sent(crate::metrics::ActorKind::Persistence);
     state
         .persistence
         .send(Commit(Write::DeleteTask {
@@ -350,6 +472,29 @@ pub async fn delete(
     })))
 }
 
+/// A task's execution history.
+///
+/// One entry per execution attempt, newest first, with `total` counting them all.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks/{task_id}/logs",
+    tag = "tasks",
+    operation_id = "list_task_logs",
+    params(
+        ("task_id" = uuid::Uuid, Path, description = "The task id"),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000,
+            description = "Page size, 1 to 1000 (default 50)"),
+        ("offset" = Option<u64>, Query, description = "Entries to skip (default 0)"),
+    ),
+    responses(
+        (status = 200, description = "One page of attempts", body = crate::api::docs::LogsResponse),
+        (status = 400, description = "`task_id` is not a UUID, or `limit`/`offset` out of range", body = crate::api::docs::ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = crate::api::docs::ErrorBody),
+        (status = 404, description = "No such task, or another user's", body = crate::api::docs::ErrorBody),
+        (status = 500, description = "Server fault (the detail is logged, not sent)", body = crate::api::docs::ErrorBody),
+    ),
+    security(("bearer_auth" = []))
+)]
 pub async fn logs(
     req: HttpRequest,
     path: web::Path<String>,

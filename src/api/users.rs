@@ -22,6 +22,30 @@ fn parse_user(raw: &str, who: &Principal) -> Result<i64, ApiError> {
     Ok(user_id)
 }
 
+/// A user's tasks.
+///
+/// Optionally filtered by `status`; `total` counts all matches, not the page.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{user_id}/tasks",
+    tag = "users",
+    operation_id = "list_user_tasks",
+    params(
+        ("user_id" = i64, Path, minimum = 0, description = "The user id"),
+        ("status" = Option<crate::api::docs::TaskStatus>, Query, description = "Only tasks in this state"),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000,
+            description = "Page size, 1 to 1000 (default 50)"),
+        ("offset" = Option<u64>, Query, description = "Tasks to skip (default 0)"),
+    ),
+    responses(
+        (status = 200, description = "One page of the user's tasks", body = crate::api::docs::TaskList),
+        (status = 400, description = "`user_id` is not a user id, or an unknown `status`, or `limit`/`offset` out of range", body = crate::api::docs::ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = crate::api::docs::ErrorBody),
+        (status = 403, description = "Another user's list (non-admin token)", body = crate::api::docs::ErrorBody),
+        (status = 500, description = "Server fault (the detail is logged, not sent)", body = crate::api::docs::ErrorBody),
+    ),
+    security(("bearer_auth" = []))
+)]
 pub async fn list(
     req: HttpRequest,
     path: web::Path<String>,
@@ -60,6 +84,24 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(json!({ "tasks": tasks, "total": total })))
 }
 
+/// How many of a user's tasks are running.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{user_id}/tasks/running-count",
+    tag = "users",
+    operation_id = "count_running_tasks",
+    params(
+        ("user_id" = i64, Path, minimum = 0, description = "The user id"),
+    ),
+    responses(
+        (status = 200, description = "The count", body = crate::api::docs::RunningCount),
+        (status = 400, description = "`user_id` is not a user id", body = crate::api::docs::ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = crate::api::docs::ErrorBody),
+        (status = 403, description = "Another user's tasks (non-admin token)", body = crate::api::docs::ErrorBody),
+        (status = 500, description = "Server fault (the detail is logged, not sent)", body = crate::api::docs::ErrorBody),
+    ),
+    security(("bearer_auth" = []))
+)]
 pub async fn running_count(
     path: web::Path<String>,
     state: web::Data<AppState>,

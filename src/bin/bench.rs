@@ -44,6 +44,9 @@ struct Args {
     /// Print the report as JSON too.
     #[arg(long)]
     json: bool,
+    /// Run without recording metrics (to measure what counting costs).
+    #[arg(long)]
+    no_metrics: bool,
 }
 
 type Arrivals = Arc<Mutex<Vec<(String, i64)>>>;
@@ -117,6 +120,7 @@ fn main() -> anyhow::Result<()> {
     settings.ratelimit.per_host_rps = 1_000_000;
     settings.ratelimit.per_host_burst = 1_000_000;
     settings.log.level = "warn".into();
+    settings.metrics.enabled = !args.no_metrics;
     tickwheel::telemetry::init(&settings.log);
     let secret = "bench-secret".to_string();
     settings.auth.jwt_secret = secrecy::SecretString::from(secret.clone());
@@ -247,6 +251,7 @@ fn main() -> anyhow::Result<()> {
             "period_s": args.period,
             "duration_s": args.duration,
             "shape": args.shape,
+            "metrics": !args.no_metrics,
             "create_seconds": (create_secs * 100.0).round() / 100.0,
             "creations_per_second": (args.tasks as f64 / create_secs).round(),
             "expected_fires": expected,

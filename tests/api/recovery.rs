@@ -19,16 +19,16 @@ use crate::on_both_backends;
 use crate::sink::{Arrival, Reply, Sink};
 
 /// How long to wait for a process to start, become ready or exit (the machine is loaded).
-const PROCESS_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const PROCESS_WAIT: Duration = Duration::from_secs(30);
 /// How long to wait for an event (an arrival, a state) once the service runs.
-const EVENT_WAIT: Duration = Duration::from_secs(15);
-const INTERVAL_MS: i64 = 1000;
+pub(crate) const EVENT_WAIT: Duration = Duration::from_secs(15);
+pub(crate) const INTERVAL_MS: i64 = 1000;
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-async fn pause(ms: u64) {
+pub(crate) async fn pause(ms: u64) {
     actix_web::rt::time::sleep(Duration::from_millis(ms)).await;
 }
 
@@ -36,11 +36,11 @@ async fn pause(ms: u64) {
 // Child processes
 // ---------------------------------------------------------------------------------------------
 
-type Buf = Arc<Mutex<String>>;
+pub(crate) type Buf = Arc<Mutex<String>>;
 
 /// Reads `r` line by line into a shared buffer on a thread of its own, so the child never
 /// blocks on a full pipe.
-fn drain(r: impl Read + Send + 'static) -> (Buf, JoinHandle<()>) {
+pub(crate) fn drain(r: impl Read + Send + 'static) -> (Buf, JoinHandle<()>) {
     let buf = Buf::default();
     let shared = buf.clone();
     let handle = std::thread::spawn(move || {
@@ -62,10 +62,10 @@ fn drain(r: impl Read + Send + 'static) -> (Buf, JoinHandle<()>) {
 
 /// Owns a child process: it is killed (SIGKILL) and reaped when dropped, so no process outlives
 /// its test, whatever happens in it.
-struct ChildGuard(Child);
+pub(crate) struct ChildGuard(Child);
 
 impl ChildGuard {
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -78,14 +78,14 @@ impl Drop for ChildGuard {
 }
 
 /// How a command that is expected to exit ended.
-struct Exit {
+pub(crate) struct Exit {
     code: Option<i32>,
     stdout: String,
     stderr: String,
 }
 
 /// Runs `cmd` to its end; panics (after killing it) if it is still running after `timeout`.
-async fn run_to_exit(mut cmd: Command, timeout: Duration) -> Exit {
+pub(crate) async fn run_to_exit(mut cmd: Command, timeout: Duration) -> Exit {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = ChildGuard(cmd.spawn().expect("spawn tickwheel"));
     let (out, out_reader) = drain(child.0.stdout.take().expect("stdout"));
@@ -117,7 +117,7 @@ async fn run_to_exit(mut cmd: Command, timeout: Duration) -> Exit {
 }
 
 /// The port in the log line "… listening on http://127.0.0.1:PORT …".
-fn listening_port(log: &str) -> Option<u16> {
+pub(crate) fn listening_port(log: &str) -> Option<u16> {
     const MARK: &str = "listening on http://";
     let rest = &log[log.find(MARK)? + MARK.len()..];
     let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
@@ -131,7 +131,7 @@ fn listening_port(log: &str) -> Option<u16> {
 }
 
 /// A running `tickwheel serve`; killed with SIGKILL when dropped.
-struct Server {
+pub(crate) struct Server {
     child: ChildGuard,
     stderr: Buf,
     reader: Option<JoinHandle<()>>,
@@ -142,7 +142,7 @@ struct Server {
 impl Server {
     /// Spawns `cmd`, learns the port from the "listening on" log line and waits for
     /// `/readyz` 200.
-    async fn start(mut cmd: Command) -> Server {
+    pub(crate) async fn start(mut cmd: Command) -> Server {
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = ChildGuard(cmd.spawn().expect("spawn tickwheel serve"));
         let (stderr, reader) = drain(child.0.stderr.take().expect("stderr"));
@@ -187,7 +187,7 @@ impl Server {
         server
     }
 
-    fn assert_alive(&mut self, when: &str) {
+    pub(crate) fn assert_alive(&mut self, when: &str) {
         if let Some(status) = self.child.0.try_wait().expect("try_wait") {
             if let Some(r) = self.reader.take() {
                 let _ = r.join();
@@ -199,23 +199,50 @@ impl Server {
         }
     }
 
+    /// Sends SIGTERM (the graceful path) and waits up to `timeout` for the exit; returns the
+    /// exit code, with stderr fully read.
+    pub(crate) async fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        let pid = self.child.0.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(st) = self.child.0.try_wait().expect("try_wait") {
+                break st;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "tickwheel did not exit within {timeout:?} of SIGTERM; stderr:\n{}",
+                self.stderr()
+            );
+            pause(20).await;
+        };
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        status.code()
+    }
+
     /// kill -9: no shutdown path runs. Returns once the process is gone and its stderr read.
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         self.child.kill9();
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }
 
-    async fn get_with(&self, path: &str, token: &str) -> (u16, Value) {
+    pub(crate) async fn get_with(&self, path: &str, token: &str) -> (u16, Value) {
         let r = self
             .client
             .get(self.url(path))
@@ -228,7 +255,7 @@ impl Server {
     }
 
     /// POST /api/v1/tasks as user 1001; returns the 201 body.
-    async fn create(&self, body: &Value) -> Value {
+    pub(crate) async fn create(&self, body: &Value) -> Value {
         let r = self
             .client
             .post(self.url("/api/v1/tasks"))
@@ -243,12 +270,12 @@ impl Server {
         v
     }
 
-    async fn create_id(&self, body: &Value) -> String {
+    pub(crate) async fn create_id(&self, body: &Value) -> String {
         let v = self.create(body).await;
         v["task_id"].as_str().expect("task_id").to_string()
     }
 
-    async fn task(&self, id: &str) -> Value {
+    pub(crate) async fn task(&self, id: &str) -> Value {
         let (status, v) = self
             .get_with(&format!("/api/v1/tasks/{id}"), &helpers::token(1001))
             .await;
@@ -256,7 +283,7 @@ impl Server {
         v
     }
 
-    async fn wait_task(&self, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn wait_task(&self, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let start = Instant::now();
         loop {
             let v = self.task(id).await;
@@ -277,7 +304,7 @@ impl Server {
 // ---------------------------------------------------------------------------------------------
 
 /// The shape of `helpers::test_settings`, as a file the binary reads.
-fn config_text(dir: &Path, db_url: &str) -> String {
+pub(crate) fn config_text(dir: &Path, db_url: &str) -> String {
     format!(
         r#"[server]
 bind = "127.0.0.1:0"
@@ -308,7 +335,7 @@ connect_timeout_ms = 1000
 
 /// A `tickwheel` command line: `args`, then `--config config`; the environment is cleared of
 /// inherited `TICKWHEEL__*` overrides, colours are off and `envs` are added.
-fn tickwheel(args: &[&str], config: &Path, envs: &[(&str, &str)]) -> Command {
+pub(crate) fn tickwheel(args: &[&str], config: &Path, envs: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(helpers::bin_path());
     cmd.args(args).arg("--config").arg(config);
     for (k, _) in std::env::vars_os() {
@@ -330,14 +357,14 @@ fn tickwheel(args: &[&str], config: &Path, envs: &[(&str, &str)]) -> Command {
 /// A temporary directory holding a database (SQLite file or MariaDB database), the key file
 /// and a config file naming both. Declare it before any `Server`, so that the servers are
 /// killed before the database is dropped.
-struct Setup {
+pub(crate) struct Setup {
     db: TestDb,
     dir: TempDir,
     config: PathBuf,
 }
 
 impl Setup {
-    async fn new(backend: Backend) -> Setup {
+    pub(crate) async fn new(backend: Backend) -> Setup {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = TestDb::create(backend, dir.path()).await;
         let config = dir.path().join("tickwheel.toml");
@@ -345,20 +372,20 @@ impl Setup {
         Setup { db, dir, config }
     }
 
-    fn key_file(&self) -> PathBuf {
+    pub(crate) fn key_file(&self) -> PathBuf {
         self.dir.path().join("master.key")
     }
 
-    fn command(&self, args: &[&str], envs: &[(&str, &str)]) -> Command {
+    pub(crate) fn command(&self, args: &[&str], envs: &[(&str, &str)]) -> Command {
         tickwheel(args, &self.config, envs)
     }
 
-    async fn serve(&self) -> Server {
+    pub(crate) async fn serve(&self) -> Server {
         Server::start(self.command(&["serve"], &[])).await
     }
 
     /// Writes another config file into the directory.
-    fn write(&self, name: &str, text: &str) -> PathBuf {
+    pub(crate) fn write(&self, name: &str, text: &str) -> PathBuf {
         let path = self.dir.path().join(name);
         std::fs::write(&path, text).expect("write config");
         path
@@ -366,14 +393,14 @@ impl Setup {
 }
 
 /// The scheduled time (epoch ms) in the arrival's `webhook-id: <task_id>:<ms>`.
-fn slot_of(a: &Arrival, task_id: &str) -> i64 {
+pub(crate) fn slot_of(a: &Arrival, task_id: &str) -> i64 {
     let id = a.header("webhook-id").expect("webhook-id header");
     let (tid, ms) = id.rsplit_once(':').expect("webhook-id is <task_id>:<ms>");
     assert_eq!(tid, task_id, "webhook-id names another task: {id}");
     ms.parse().expect("webhook-id ends in epoch milliseconds")
 }
 
-fn interval_body(sink: &Sink, path: &str) -> Value {
+pub(crate) fn interval_body(sink: &Sink, path: &str) -> Value {
     json!({
         "user_id": 1001,
         "type": "interval",
@@ -382,7 +409,7 @@ fn interval_body(sink: &Sink, path: &str) -> Value {
     })
 }
 
-fn once_body(sink: &Sink, path: &str, at_ms: i64) -> Value {
+pub(crate) fn once_body(sink: &Sink, path: &str, at_ms: i64) -> Value {
     json!({
         "user_id": 1001,
         "type": "once",
@@ -392,7 +419,12 @@ fn once_body(sink: &Sink, path: &str, at_ms: i64) -> Value {
 }
 
 /// Waits until `path` got at least `n` arrivals at or after `since_ms`; returns those.
-async fn wait_arrivals_since(sink: &Sink, path: &str, since_ms: i64, n: usize) -> Vec<Arrival> {
+pub(crate) async fn wait_arrivals_since(
+    sink: &Sink,
+    path: &str,
+    since_ms: i64,
+    n: usize,
+) -> Vec<Arrival> {
     let start = Instant::now();
     loop {
         let got: Vec<Arrival> = sink
@@ -416,7 +448,7 @@ async fn wait_arrivals_since(sink: &Sink, path: &str, since_ms: i64, n: usize) -
 // 1. Recovery after kill -9
 // ---------------------------------------------------------------------------------------------
 
-async fn after_kill_9_missed_runs_fire_once_and_nothing_is_lost(backend: Backend) {
+pub(crate) async fn after_kill_9_missed_runs_fire_once_and_nothing_is_lost(backend: Backend) {
     const TICK: &str = "/recovery/tick";
     const ONCE: &str = "/recovery/once";
     let sink = Sink::start();
@@ -538,7 +570,7 @@ async fn after_kill_9_missed_runs_fire_once_and_nothing_is_lost(backend: Backend
 // 2. Durable before 201
 // ---------------------------------------------------------------------------------------------
 
-async fn a_task_acknowledged_right_before_kill_9_survives_it(backend: Backend) {
+pub(crate) async fn a_task_acknowledged_right_before_kill_9_survives_it(backend: Backend) {
     const ONCE: &str = "/durable/once";
     let sink = Sink::start();
     let setup = Setup::new(backend).await;
@@ -578,7 +610,7 @@ async fn a_task_acknowledged_right_before_kill_9_survives_it(backend: Backend) {
 // ---------------------------------------------------------------------------------------------
 
 /// The JSON claims of a JWT (not verified: the server does that).
-fn claims(token: &str) -> Value {
+pub(crate) fn claims(token: &str) -> Value {
     use base64::Engine as _;
     let payload = token.split('.').nth(1).expect("a JWT has three parts");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -587,7 +619,7 @@ fn claims(token: &str) -> Value {
     serde_json::from_slice(&bytes).expect("JSON claims")
 }
 
-async fn token_from_cli(setup: &Setup, args: &[&str]) -> String {
+pub(crate) async fn token_from_cli(setup: &Setup, args: &[&str]) -> String {
     let mut all = vec!["token"];
     all.extend_from_slice(args);
     let out = run_to_exit(setup.command(&all, &[]), PROCESS_WAIT).await;
@@ -608,7 +640,7 @@ async fn token_from_cli(setup: &Setup, args: &[&str]) -> String {
 }
 
 #[actix_web::test]
-async fn the_token_command_prints_a_token_the_server_accepts() {
+pub(crate) async fn the_token_command_prints_a_token_the_server_accepts() {
     let setup = Setup::new(Backend::Sqlite).await;
     let server = setup.serve().await;
 
@@ -647,7 +679,7 @@ async fn the_token_command_prints_a_token_the_server_accepts() {
 // 4. tickwheel migrate
 // ---------------------------------------------------------------------------------------------
 
-async fn migrate_creates_the_tables_and_exits(backend: Backend) {
+pub(crate) async fn migrate_creates_the_tables_and_exits(backend: Backend) {
     use sea_orm::ConnectionTrait;
     let setup = Setup::new(backend).await;
     let out = run_to_exit(setup.command(&["migrate"], &[]), PROCESS_WAIT).await;
@@ -700,7 +732,7 @@ async fn migrate_creates_the_tables_and_exits(backend: Backend) {
 // ---------------------------------------------------------------------------------------------
 
 #[actix_web::test]
-async fn an_unknown_config_key_stops_the_binary_and_is_named() {
+pub(crate) async fn an_unknown_config_key_stops_the_binary_and_is_named() {
     let setup = Setup::new(Backend::Sqlite).await;
     let text = config_text(setup.dir.path(), &setup.db.url).replacen(
         "bind = \"127.0.0.1:0\"",
@@ -718,7 +750,7 @@ async fn an_unknown_config_key_stops_the_binary_and_is_named() {
 }
 
 #[actix_web::test]
-async fn an_environment_variable_overrides_the_config_file() {
+pub(crate) async fn an_environment_variable_overrides_the_config_file() {
     let setup = Setup::new(Backend::Sqlite).await;
     // The file names a port that is taken, so only the override can make the service start.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -752,7 +784,7 @@ async fn an_environment_variable_overrides_the_config_file() {
 }
 
 #[actix_web::test]
-async fn a_missing_config_file_is_a_clear_error() {
+pub(crate) async fn a_missing_config_file_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("no-such-config.toml");
     let out = run_to_exit(tickwheel(&["serve"], &missing, &[]), PROCESS_WAIT).await;
@@ -774,7 +806,7 @@ async fn a_missing_config_file_is_a_clear_error() {
 // 6. The key file, and encrypted headers across a restart
 // ---------------------------------------------------------------------------------------------
 
-async fn the_key_file_is_private_and_headers_survive_a_restart(backend: Backend) {
+pub(crate) async fn the_key_file_is_private_and_headers_survive_a_restart(backend: Backend) {
     const PATH: &str = "/keyfile/once";
     let sink = Sink::start();
     let setup = Setup::new(backend).await;
@@ -817,7 +849,7 @@ async fn the_key_file_is_private_and_headers_survive_a_restart(backend: Backend)
 // 7. Secrets never reach the logs
 // ---------------------------------------------------------------------------------------------
 
-async fn header_values_never_reach_the_logs(backend: Backend) {
+pub(crate) async fn header_values_never_reach_the_logs(backend: Backend) {
     const PATH: &str = "/secret/hook";
     const SECRET_VALUE: &str = "very-secret-token-123";
     let sink = Sink::start();
@@ -865,7 +897,7 @@ async fn header_values_never_reach_the_logs(backend: Backend) {
 // ---------------------------------------------------------------------------------------------
 
 #[actix_web::test]
-async fn no_subcommand_runs_serve() {
+pub(crate) async fn no_subcommand_runs_serve() {
     let sink = Sink::start();
     let setup = Setup::new(Backend::Sqlite).await;
     let server = Server::start(setup.command(&[], &[])).await;

@@ -1,0 +1,194 @@
+//! Metrics: actor-level figures (mailbox depth, messages handled, handling time, restarts,
+//! live actors, per actor kind) and scheduler figures (fires by outcome, fire lateness,
+//! downstream request time, tasks by state, timers on the wheel, persistence batches), in
+//! Prometheus text format at `/metrics`.
+//!
+//! Recording goes through the `metrics` facade: with no recorder installed (metrics
+//! disabled) every call is a no-op. Mailbox depth is counted by the senders ([`sent`]) and
+//! the handlers ([`handling`]), since actix does not expose a mailbox's length.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// The kinds of actor, as the `actor` label names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActorKind {
+    Registry,
+    Task,
+    Wheel,
+    Dispatcher,
+    Worker,
+    Persistence,
+}
+
+impl ActorKind {
+    pub const ALL: [ActorKind; 6] = [
+        ActorKind::Registry,
+        ActorKind::Task,
+        ActorKind::Wheel,
+        ActorKind::Dispatcher,
+        ActorKind::Worker,
+        ActorKind::Persistence,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorKind::Registry => "registry",
+            ActorKind::Task => "task",
+            ActorKind::Wheel => "wheel",
+            ActorKind::Dispatcher => "dispatcher",
+            ActorKind::Worker => "worker",
+            ActorKind::Persistence => "persistence",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Messages sent and not yet handled, per actor kind.
+static DEPTH: [AtomicI64; 6] = [const { AtomicI64::new(0) }; 6];
+
+/// Fire lateness buckets, 0.5 ms to 10 s (seconds).
+const LATENESS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Buckets for durations (handling, downstream requests, commits), seconds.
+const DURATION_BUCKETS: &[f64] = &[
+    0.00001, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0,
+];
+/// Buckets for batch sizes.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 512.0];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder once and returns its handle (`None` if another
+/// recorder was installed first).
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let built = PrometheusBuilder::new()
+                .set_buckets(DURATION_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("tickwheel_fire_lateness_seconds".into()),
+                        LATENESS_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("tickwheel_persistence_batch_size".into()),
+                        BATCH_BUCKETS,
+                    )
+                })
+                .and_then(|b| b.install_recorder());
+            match built {
+                Ok(h) => {
+                    // Series that should read 0 before anything happens.
+                    for kind in ActorKind::ALL {
+                        counter!("tickwheel_actor_restarts_total", "actor" => kind.as_str())
+                            .increment(0);
+                    }
+                    counter!("tickwheel_retries_scheduled_total").increment(0);
+                    Some(h)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+/// Renders the current figures. Gauges that are read on demand are set first.
+pub fn render(handle: &PrometheusHandle) -> String {
+    for kind in ActorKind::ALL {
+        gauge!("tickwheel_actor_mailbox_depth", "actor" => kind.as_str())
+            .set(DEPTH[kind.index()].load(Ordering::Relaxed) as f64);
+    }
+    handle.run_upkeep();
+    handle.render()
+}
+
+/// A message was sent to an actor of `kind`.
+#[inline]
+pub fn sent(kind: ActorKind) {
+    DEPTH[kind.index()].fetch_add(1, Ordering::Relaxed);
+}
+
+/// Times one message's handling; created at the top of a handler.
+pub struct Handling {
+    kind: ActorKind,
+    start: Instant,
+}
+
+/// An actor of `kind` takes `message` from its mailbox.
+#[inline]
+pub fn handling(kind: ActorKind, message: &'static str) -> Handling {
+    DEPTH[kind.index()].fetch_sub(1, Ordering::Relaxed);
+    counter!("tickwheel_actor_messages_total", "actor" => kind.as_str(), "message" => message)
+        .increment(1);
+    Handling {
+        kind,
+        start: Instant::now(),
+    }
+}
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        histogram!("tickwheel_actor_handling_seconds", "actor" => self.kind.as_str())
+            .record(self.start.elapsed().as_secs_f64());
+    }
+}
+
+pub fn restarted(kind: ActorKind) {
+    counter!("tickwheel_actor_restarts_total", "actor" => kind.as_str()).increment(1);
+}
+
+/// Sets the number of live actors of `kind`.
+pub fn live(kind: ActorKind, n: usize) {
+    gauge!("tickwheel_actor_live", "actor" => kind.as_str()).set(n as f64);
+}
+
+/// Adds to the number of live actors of `kind`.
+pub fn live_add(kind: ActorKind, delta: f64) {
+    gauge!("tickwheel_actor_live", "actor" => kind.as_str()).increment(delta);
+}
+
+/// One fire or attempt, by outcome: `success`, `http_error`, `timeout`, `connect_error`,
+/// `request_error`, `skipped_overlap`, `rate_limited_delay`, `cancelled`.
+pub fn fire(outcome: &'static str) {
+    counter!("tickwheel_fires_total", "outcome" => outcome).increment(1);
+}
+
+/// How late a first attempt left, in seconds after its scheduled time.
+pub fn lateness(seconds: f64) {
+    histogram!("tickwheel_fire_lateness_seconds").record(seconds.max(0.0));
+}
+
+pub fn downstream(seconds: f64) {
+    histogram!("tickwheel_downstream_request_seconds").record(seconds);
+}
+
+pub fn retry_scheduled() {
+    counter!("tickwheel_retries_scheduled_total").increment(1);
+}
+
+pub fn tasks_in_state(state: &'static str, n: u64) {
+    gauge!("tickwheel_tasks", "state" => state).set(n as f64);
+}
+
+pub fn wheel_timers(level: &'static str, n: usize) {
+    gauge!("tickwheel_wheel_timers", "level" => level).set(n as f64);
+}
+
+pub fn persistence_batch(size: usize, commit_seconds: f64) {
+    histogram!("tickwheel_persistence_batch_size").record(size as f64);
+    histogram!("tickwheel_persistence_commit_seconds").record(commit_seconds);
+}
