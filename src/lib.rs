@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod healthcheck;
 pub mod metrics;
 pub mod net;
 pub mod startup;

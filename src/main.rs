@@ -40,6 +40,16 @@ enum Command {
     },
     /// Apply the database migrations and exit.
     Migrate,
+    /// Probe the running service: exit 0 on a 2xx answer, non-zero otherwise.
+    Healthcheck {
+        /// The URL to GET (http only; default: server.bind, 0.0.0.0 read as 127.0.0.1,
+        /// and /healthz).
+        #[arg(long)]
+        url: Option<String>,
+        /// Time allowed for the whole probe (ms).
+        #[arg(long, default_value_t = tickwheel::healthcheck::DEFAULT_TIMEOUT_MS)]
+        timeout_ms: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,6 +66,17 @@ fn main() -> anyhow::Result<()> {
                 ttl,
             )?;
             println!("{token}");
+            Ok(())
+        }
+        Command::Healthcheck { url, timeout_ms } => {
+            let url = match url {
+                Some(url) => url,
+                None => tickwheel::healthcheck::default_url(&settings.server.bind)?,
+            };
+            let healthy =
+                tickwheel::healthcheck::check(&url, std::time::Duration::from_millis(timeout_ms))
+                    .with_context(|| format!("healthcheck of {url} failed"))?;
+            println!("healthy: {url} answered {}", healthy.status_line);
             Ok(())
         }
         Command::Migrate => {
