@@ -120,7 +120,11 @@ pub(crate) async fn run_to_exit(mut cmd: Command, timeout: Duration) -> Exit {
 pub(crate) fn listening_port(log: &str) -> Option<u16> {
     const MARK: &str = "listening on http://";
     let rest = &log[log.find(MARK)? + MARK.len()..];
-    let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+    // The address ends where the log line's text does (a space, or a quote in JSON logs).
+    let addr: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
     let port: String = addr
         .rsplit(':')
         .next()?
@@ -915,3 +919,53 @@ on_both_backends!(
     the_key_file_is_private_and_headers_survive_a_restart,
     header_values_never_reach_the_logs,
 );
+
+// ---------------------------------------------------------------------------------------------
+// 9. JSON logs
+// ---------------------------------------------------------------------------------------------
+
+/// With `log.format = "json"` every line on stderr is one JSON object; an execution at debug
+/// and a failed attempt at warn each carry the task id and the scheduled time.
+#[actix_web::test]
+async fn json_logs_are_one_object_a_line_with_task_id_and_scheduled_time() {
+    const PATH: &str = "/logs/json";
+    let sink = Sink::start();
+    sink.script(PATH, [Reply::status(500)]);
+    let setup = Setup::new(Backend::Sqlite).await;
+    let mut server = Server::start(setup.command(
+        &["serve"],
+        &[
+            ("TICKWHEEL__LOG__FORMAT", "json"),
+            ("TICKWHEEL__LOG__LEVEL", "tickwheel=debug,warn"),
+        ],
+    ))
+    .await;
+    let mut body = once_body(&sink, PATH, now_ms());
+    body["retry"] = json!({"backoff_ms": 50});
+    let id = server.create_id(&body).await;
+    server.wait_task(&id, |v| v["status"] == "completed").await;
+    let code = server.terminate(PROCESS_WAIT).await;
+    assert_eq!(code, Some(0));
+
+    let log = server.stderr();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let about_task = |level: &str| {
+        lines.iter().any(|v| {
+            v["level"] == level
+                && v["fields"]["task_id"] == id.as_str()
+                && v["fields"]["scheduled_ms"].is_i64()
+        })
+    };
+    assert!(
+        about_task("DEBUG"),
+        "no debug line for the execution:\n{log}"
+    );
+    assert!(
+        about_task("WARN"),
+        "no warn line for the failed attempt:\n{log}"
+    );
+}
