@@ -19,9 +19,14 @@ fn parse(text: &str) -> HashMap<String, f64> {
         .collect()
 }
 
-fn value(m: &HashMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+/// The values of the series `name` whose labels include every one of `labels`.
+fn matching<'a>(
+    m: &'a HashMap<String, f64>,
+    name: &'a str,
+    labels: &'a [(&'a str, &'a str)],
+) -> impl Iterator<Item = f64> + 'a {
     m.iter()
-        .find(|(k, _)| {
+        .filter(move |(k, _)| {
             let (n, rest) = k.split_once('{').unwrap_or((k.as_str(), ""));
             n == name
                 && labels
@@ -31,17 +36,12 @@ fn value(m: &HashMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> Optio
         .map(|(_, v)| *v)
 }
 
+fn value(m: &HashMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    matching(m, name, labels).next()
+}
+
 fn sum(m: &HashMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
-    m.iter()
-        .filter(|(k, _)| {
-            let (n, rest) = k.split_once('{').unwrap_or((k.as_str(), ""));
-            n == name
-                && labels
-                    .iter()
-                    .all(|(lk, lv)| rest.contains(&format!("{lk}=\"{lv}\"")))
-        })
-        .map(|(_, v)| *v)
-        .sum()
+    matching(m, name, labels).sum()
 }
 
 async fn scrape(app: &TestApp) -> (String, HashMap<String, f64>) {
@@ -82,7 +82,30 @@ async fn metrics_count_every_fire_and_every_actor_kind() {
         .sum();
     assert_eq!(arrivals, 7, "2 + 2 + (2 + one retried attempt)");
 
-    let (text, m) = scrape(&app).await;
+    // Messages still on their way between threads (a Deregister to the wheel, a Stop to a
+    // finished task) settle within moments: wait for every mailbox to be empty.
+    let start = std::time::Instant::now();
+    let (text, m) = loop {
+        let (text, m) = scrape(&app).await;
+        let idle = [
+            "registry",
+            "task",
+            "wheel",
+            "dispatcher",
+            "worker",
+            "persistence",
+        ]
+        .iter()
+        .all(|a| value(&m, "tickwheel_actor_mailbox_depth", &[("actor", a)]) == Some(0.0));
+        if idle && value(&m, "tickwheel_actor_live", &[("actor", "task")]) == Some(2.0) {
+            break (text, m);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the actors never went idle\n{text}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    };
     let ok = value(&m, "tickwheel_fires_total", &[("outcome", "success")]).unwrap_or(0.0);
     let http_err = value(&m, "tickwheel_fires_total", &[("outcome", "http_error")]).unwrap_or(0.0);
     assert_eq!(
