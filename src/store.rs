@@ -105,9 +105,11 @@ impl Store {
             .await?)
     }
 
+    /// The latest attempt (a skipped fire, logged as attempt 0, is not an execution).
     pub async fn last_log(&self, task_id: Uuid) -> Result<Option<task_logs::Model>, StoreError> {
         Ok(task_logs::Entity::find()
             .filter(task_logs::Column::TaskId.eq(task_id.to_string()))
+            .filter(task_logs::Column::Attempt.gt(0))
             .order_by_desc(task_logs::Column::CreatedAt)
             .order_by_desc(task_logs::Column::Attempt)
             .one(&self.db)

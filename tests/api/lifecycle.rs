@@ -551,6 +551,12 @@ async fn a_fire_due_while_the_previous_execution_is_in_flight_is_skipped_and_log
         got.iter().all(|a| slot_of(a, &id) != skipped_slot),
         "the skipped slot {skipped_slot} was sent anyway"
     );
+    // A skip is not an execution: the view's last execution is a real attempt.
+    let view = app.task(&id).await;
+    assert!(
+        view["last_execution"]["attempt"].as_i64().unwrap_or(0) >= 1,
+        "{view}"
+    );
     shut_down(app).await;
 }
 
