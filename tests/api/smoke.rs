@@ -23,3 +23,18 @@ async fn a_once_task_fires_and_completes(backend: Backend) {
 }
 
 on_both_backends!(a_once_task_fires_and_completes);
+
+async fn header_names_keep_the_order_the_user_wrote(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut body = once_task(&app, "/order", Some(rfc3339_in(3_600_000)));
+    body["headers"] = json!({"X-Zeta": "1", "X-Alpha": "2", "X-Mid": "3"});
+    let id = app.create_task(body).await;
+    let v = app.task(&id).await;
+    assert_eq!(
+        v["header_names"],
+        json!(["X-Zeta", "X-Alpha", "X-Mid"]),
+        "{v}"
+    );
+}
+
+on_both_backends!(header_names_keep_the_order_the_user_wrote);
