@@ -8,6 +8,7 @@ mod cli;
 mod lifecycle;
 mod metrics;
 mod openapi;
+mod quartz;
 mod recovery;
 mod shutdown;
 mod smoke;
