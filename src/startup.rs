@@ -64,8 +64,9 @@ impl Application {
         };
 
         let persistence = PersistenceActor::new(db).start();
-        let wheel_arbiter = Arbiter::new();
-        let wheel = TimingWheel::start_in_arbiter(&wheel_arbiter.handle(), |_| TimingWheel::new());
+        // Each arbiter is a thread of its own that runs until the system stops; dropping the
+        // `Arbiter` value only detaches it.
+        let wheel = TimingWheel::start_in_arbiter(&Arbiter::new().handle(), |_| TimingWheel::new());
 
         let h = &settings.http;
         let per_worker = h.pool_size.div_ceil(h.workers).max(1);
@@ -78,14 +79,11 @@ impl Application {
                 request_timeout: Duration::from_millis(h.request_timeout_ms),
                 max_response_bytes: h.max_response_bytes,
             };
-            let arbiter = Arbiter::new();
-            workers.push(HttpWorker::start_in_arbiter(&arbiter.handle(), move |_| {
-                HttpWorker::new(ws)
-            }));
-            // The arbiter's thread lives as long as the process; its handle is not needed.
-            std::mem::forget(arbiter);
+            workers.push(HttpWorker::start_in_arbiter(
+                &Arbiter::new().handle(),
+                move |_| HttpWorker::new(ws),
+            ));
         }
-        std::mem::forget(wheel_arbiter);
         let dispatcher = Dispatcher::new(
             workers,
             settings.ratelimit.per_host_rps,

@@ -16,8 +16,7 @@ use uuid::Uuid;
 
 use crate::crypto::{Cipher, CryptoError};
 use crate::domain::{
-    parse_create, FieldError, RetryOverride, Schedule, ScheduleError, StopCondition, TaskSpec,
-    TaskStatus, TaskType,
+    parse_create, FieldError, Schedule, ScheduleError, TaskSpec, TaskStatus, TaskType,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -339,7 +338,7 @@ impl Store {
         } else {
             Some(spec.stop_condition.to_json().to_string())
         };
-        let retry = if spec.retry == RetryOverride::default() {
+        let retry = if spec.retry.is_empty() {
             None
         } else {
             Some(
@@ -577,13 +576,4 @@ pub async fn insert_logs<C: ConnectionTrait>(
 
 fn active_names() -> [&'static str; 2] {
     [TaskStatus::Pending.as_str(), TaskStatus::Running.as_str()]
-}
-
-/// For conversions where the stop condition must be reconstructed alone.
-pub fn stop_of(m: &tasks::Model) -> StopCondition {
-    m.stop_condition
-        .as_deref()
-        .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
-        .and_then(|v| StopCondition::parse(&v).ok())
-        .unwrap_or_default()
 }

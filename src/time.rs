@@ -1,6 +1,6 @@
 //! Wall-clock helpers: every instant inside tickwheel is milliseconds since the Unix epoch.
 
-use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use chrono::{SecondsFormat, TimeZone, Utc};
 
 /// Now, in epoch milliseconds.
 pub fn now_ms() -> i64 {
@@ -13,10 +13,6 @@ pub fn to_rfc3339(ms: i64) -> String {
         Some(t) => t.to_rfc3339_opts(SecondsFormat::Millis, true),
         None => String::new(),
     }
-}
-
-pub fn format(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 #[cfg(test)]

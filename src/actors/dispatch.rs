@@ -29,8 +29,21 @@ pub struct OutboundRequest {
     pub url: Url,
     pub method: Method,
     pub headers: Vec<(String, String)>,
-    /// The JSON body, serialised once; never sent with GET.
+    /// The JSON body, serialised once; `None` for GET.
     pub body: Option<Bytes>,
+    /// `host:port`, the key of the destination's token bucket (computed once per task, not
+    /// on every fire).
+    pub host_key: String,
+}
+
+impl OutboundRequest {
+    pub fn host_key_of(url: &Url) -> String {
+        format!(
+            "{}:{}",
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or(0)
+        )
+    }
 }
 
 /// Sends one attempt of one execution and answers with its [`Outcome`].
@@ -194,13 +207,13 @@ async fn send(
         .insert_header(("X-Tickwheel-Task-Id", r.task_id.to_string()))
         .insert_header(("webhook-id", format!("{}:{}", r.task_id, msg.scheduled_ms)))
         .insert_header(("webhook-timestamp", (now_ms() / 1000).to_string()));
-    let sent = match (&r.body, r.method) {
-        (Some(body), m) if m != Method::Get => {
+    let sent = match &r.body {
+        Some(body) => {
             req.insert_header(("Content-Type", "application/json"))
                 .send_body(body.clone())
                 .await
         }
-        _ => req.send().await,
+        None => req.send().await,
     };
     let mut resp = sent.map_err(|e| match e {
         awc::error::SendRequestError::Connect(awc::error::ConnectError::Timeout) => {
@@ -254,13 +267,8 @@ impl Dispatcher {
         }
     }
 
-    fn limiter(&mut self, url: &Url) -> Option<Arc<Ratelimiter>> {
-        let key = format!(
-            "{}:{}",
-            url.host_str().unwrap_or_default(),
-            url.port_or_known_default().unwrap_or(0)
-        );
-        if let Some(l) = self.limiters.get(&key) {
+    fn limiter(&mut self, key: &str) -> Option<Arc<Ratelimiter>> {
+        if let Some(l) = self.limiters.get(key) {
             return Some(l.clone());
         }
         let built = Ratelimiter::builder(self.per_host_rps)
@@ -270,7 +278,7 @@ impl Dispatcher {
         match built {
             Ok(l) => {
                 let l = Arc::new(l);
-                self.limiters.insert(key, l.clone());
+                self.limiters.insert(key.to_string(), l.clone());
                 Some(l)
             }
             Err(e) => {
@@ -299,7 +307,7 @@ impl Handler<Execute> for Dispatcher {
 
     fn handle(&mut self, msg: Execute, _: &mut Self::Context) -> Self::Result {
         let _m = metrics::handling(ActorKind::Dispatcher, "Execute");
-        let limiter = self.limiter(&msg.request.url);
+        let limiter = self.limiter(&msg.request.host_key);
         let worker = if self.workers.is_empty() {
             None
         } else {

@@ -4,7 +4,7 @@
 //!
 //! The task space is cut into [`PARTITIONS`] partitions by a stable hash of the task id, and
 //! the registry runs the tasks of the partitions it owns. A single node owns all of them;
-//! cluster membership will narrow that set through [`TaskRegistry::owned`].
+//! cluster membership will narrow that set (`owns`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,11 +47,6 @@ pub struct Recover;
 pub struct DrainAll {
     pub timeout: std::time::Duration,
 }
-
-/// How many task actors are live.
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct GetActiveCount;
 
 /// The parts of [`TaskDeps`] the registry is given; it adds itself.
 pub struct RegistryDeps {
@@ -101,11 +96,6 @@ impl TaskRegistry {
             .get(partition_of(task_id) as usize)
             .copied()
             .unwrap_or(false)
-    }
-
-    /// The partitions this node owns.
-    pub fn owned(&self) -> impl Iterator<Item = u32> + '_ {
-        (0..PARTITIONS).filter(|p| self.owned[*p as usize])
     }
 
     fn spawn(&mut self, task: ActiveTask, replace: bool) {
@@ -199,15 +189,6 @@ impl Handler<Finished> for TaskRegistry {
             addr.do_send(Stop);
         }
         metrics::live(ActorKind::Task, self.tasks.len());
-    }
-}
-
-impl Handler<GetActiveCount> for TaskRegistry {
-    type Result = usize;
-
-    fn handle(&mut self, _: GetActiveCount, _: &mut Self::Context) -> usize {
-        let _m = metrics::handling(ActorKind::Registry, "GetActiveCount");
-        self.tasks.len()
     }
 }
 

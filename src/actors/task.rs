@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use actix::WeakRecipient;
 use actix_web::web::Bytes;
 use entities::task_logs;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +20,7 @@ use uuid::Uuid;
 use super::dispatch::{Dispatcher, ExecError, Execute, OutboundRequest, Outcome};
 use super::persistence::{Persist, PersistenceActor};
 use super::wheel::{Deregister, Fire, Register, TimingWheel};
-use crate::domain::{backoff_delay_ms, Method, TaskStatus, TaskType};
+use crate::domain::{backoff_delay_ms, TaskStatus, TaskType};
 use crate::metrics::{self, ActorKind};
 use crate::store::{ActiveTask, Store, Write};
 use crate::time::now_ms;
@@ -83,6 +84,8 @@ pub struct TaskActor {
     reload: bool,
     draining: bool,
     drained: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// This actor as the wheel holds it (weakly), made once rather than on every register.
+    weak_self: Option<WeakRecipient<Fire>>,
 }
 
 fn outbound(task: &ActiveTask) -> Arc<OutboundRequest> {
@@ -92,10 +95,12 @@ fn outbound(task: &ActiveTask) -> Arc<OutboundRequest> {
         url: spec.http_endpoint.clone(),
         method: spec.method,
         headers: spec.headers.clone(),
-        body: match (&spec.body, spec.method) {
-            (Some(b), m) if m != Method::Get => Some(Bytes::from(b.to_string())),
-            _ => None,
-        },
+        body: spec
+            .body
+            .as_ref()
+            .filter(|_| spec.method.allows_body())
+            .map(|b| Bytes::from(b.to_string())),
+        host_key: OutboundRequest::host_key_of(&spec.http_endpoint),
     })
 }
 
@@ -112,6 +117,7 @@ impl TaskActor {
             reload: false,
             draining: false,
             drained: Vec::new(),
+            weak_self: None,
         }
     }
 
@@ -152,12 +158,16 @@ impl TaskActor {
         // Unique across actors, so an old actor of the same task can never cancel a newer
         // one's timer.
         self.generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
+        let recipient = self
+            .weak_self
+            .get_or_insert_with(|| ctx.address().recipient::<Fire>().downgrade())
+            .clone();
         metrics::sent(ActorKind::Wheel);
         self.deps.wheel.do_send(Register {
             task_id: self.task.task_id,
             at_ms,
             generation: self.generation,
-            recipient: ctx.address().recipient::<Fire>().downgrade(),
+            recipient,
         });
     }
 

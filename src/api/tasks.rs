@@ -263,10 +263,7 @@ pub async fn patch(
     let mut m = load_owned(&state, &who, task_id).await?;
     let v = json_body(&req, payload, state.max_body_bytes).await?;
     let patch = parse_patch(&v)?;
-    let reschedule = patch.interval_seconds.is_some()
-        || patch.start_time.is_some()
-        || patch.cron_expression.is_some()
-        || patch.timezone.is_some();
+    let reschedule = patch.changes_schedule();
     if let Some(url) = &patch.http_endpoint {
         check_endpoint(&state, url).await?;
     }

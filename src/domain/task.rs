@@ -34,11 +34,6 @@ impl TaskType {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.as_str() == s)
     }
-
-    /// Interval and cron tasks run repeatedly; a once task does not.
-    pub fn is_recurring(self) -> bool {
-        !matches!(self, TaskType::Once)
-    }
 }
 
 impl fmt::Display for TaskType {
