@@ -17,9 +17,12 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY entities/Cargo.toml entities/
 COPY migration/Cargo.toml migration/
-RUN mkdir -p src/bin entities/src migration/src \
+# The benchmark crate is a workspace member: its manifest is needed, its code is not.
+COPY bench/Cargo.toml bench/
+RUN mkdir -p src entities/src migration/src bench/src/bin \
  && echo 'fn main() {}' > src/main.rs \
- && echo 'fn main() {}' > src/bin/bench.rs \
+ && echo 'fn main() {}' > bench/src/main.rs \
+ && echo 'fn main() {}' > bench/src/bin/peer.rs \
  && touch src/lib.rs entities/src/lib.rs migration/src/lib.rs \
  && cargo build --release --locked --bin tickwheel
 
@@ -30,7 +33,7 @@ RUN mkdir -p src/bin entities/src migration/src \
 COPY src src
 COPY entities/src entities/src
 COPY migration/src migration/src
-RUN touch src/main.rs src/lib.rs src/bin/bench.rs entities/src/lib.rs migration/src/lib.rs \
+RUN touch src/main.rs src/lib.rs entities/src/lib.rs migration/src/lib.rs \
  && cargo build --release --locked --bin tickwheel \
  && mkdir -p /out \
  && objcopy --compress-debug-sections=zlib target/release/tickwheel /out/tickwheel
