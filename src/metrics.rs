@@ -7,11 +7,13 @@
 //! disabled) every call is a no-op. Mailbox depth is counted by the senders ([`sent`]) and
 //! the handlers ([`handling`]), since actix does not expose a mailbox's length.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// The kinds of actor, as the `actor` label names them.
@@ -63,7 +65,12 @@ const DURATION_BUCKETS: &[f64] = &[
     0.00001, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0,
 ];
 /// Buckets for batch sizes.
-const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 512.0];
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 512.0, 1024.0, 2048.0,
+];
+/// The exporter keeps every histogram sample until upkeep folds them into buckets; without a
+/// scrape that would grow without bound, so upkeep also runs on this period.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -89,6 +96,16 @@ pub fn install() -> Option<PrometheusHandle> {
                 .and_then(|b| b.install_recorder());
             match built {
                 Ok(h) => {
+                    let upkeep = h.clone();
+                    let spawned = std::thread::Builder::new()
+                        .name("metrics-upkeep".into())
+                        .spawn(move || loop {
+                            std::thread::sleep(UPKEEP_EVERY);
+                            upkeep.run_upkeep();
+                        });
+                    if let Err(e) = spawned {
+                        tracing::warn!(error = %e, "metrics upkeep thread not started");
+                    }
                     // Series that should read 0 before anything happens.
                     for kind in ActorKind::ALL {
                         counter!("tickwheel_actor_restarts_total", "actor" => kind.as_str())
@@ -124,26 +141,49 @@ pub fn sent(kind: ActorKind) {
 
 /// Times one message's handling; created at the top of a handler.
 pub struct Handling {
-    kind: ActorKind,
+    histogram: Histogram,
     start: Instant,
+}
+
+thread_local! {
+    // Handles resolved once per thread: looking a series up by name and labels costs more
+    // than recording into it, and this runs for every message of the fire path.
+    static MESSAGES: RefCell<HashMap<(usize, usize), Counter>> = RefCell::new(HashMap::new());
+    static HANDLING: RefCell<Vec<Option<Histogram>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// An actor of `kind` takes `message` from its mailbox.
 #[inline]
 pub fn handling(kind: ActorKind, message: &'static str) -> Handling {
     DEPTH[kind.index()].fetch_sub(1, Ordering::Relaxed);
-    counter!("tickwheel_actor_messages_total", "actor" => kind.as_str(), "message" => message)
-        .increment(1);
+    MESSAGES.with(|m| {
+        m.borrow_mut()
+            .entry((kind.index(), message.as_ptr() as usize))
+            .or_insert_with(|| {
+                counter!("tickwheel_actor_messages_total", "actor" => kind.as_str(), "message" => message)
+            })
+            .increment(1)
+    });
+    let histogram = HANDLING.with(|h| {
+        let mut h = h.borrow_mut();
+        if h.len() < ActorKind::ALL.len() {
+            h.resize(ActorKind::ALL.len(), None);
+        }
+        h[kind.index()]
+            .get_or_insert_with(
+                || histogram!("tickwheel_actor_handling_seconds", "actor" => kind.as_str()),
+            )
+            .clone()
+    });
     Handling {
-        kind,
+        histogram,
         start: Instant::now(),
     }
 }
 
 impl Drop for Handling {
     fn drop(&mut self) {
-        histogram!("tickwheel_actor_handling_seconds", "actor" => self.kind.as_str())
-            .record(self.start.elapsed().as_secs_f64());
+        self.histogram.record(self.start.elapsed().as_secs_f64());
     }
 }
 
@@ -164,16 +204,30 @@ pub fn live_add(kind: ActorKind, delta: f64) {
 /// One fire or attempt, by outcome: `success`, `http_error`, `timeout`, `connect_error`,
 /// `request_error`, `skipped_overlap`, `rate_limited_delay`, `cancelled`.
 pub fn fire(outcome: &'static str) {
-    counter!("tickwheel_fires_total", "outcome" => outcome).increment(1);
+    thread_local! {
+        static FIRES: RefCell<HashMap<usize, Counter>> = RefCell::new(HashMap::new());
+    }
+    FIRES.with(|f| {
+        f.borrow_mut()
+            .entry(outcome.as_ptr() as usize)
+            .or_insert_with(|| counter!("tickwheel_fires_total", "outcome" => outcome))
+            .increment(1)
+    });
 }
 
 /// How late a first attempt left, in seconds after its scheduled time.
 pub fn lateness(seconds: f64) {
-    histogram!("tickwheel_fire_lateness_seconds").record(seconds.max(0.0));
+    thread_local! {
+        static H: Histogram = histogram!("tickwheel_fire_lateness_seconds");
+    }
+    H.with(|h| h.record(seconds.max(0.0)));
 }
 
 pub fn downstream(seconds: f64) {
-    histogram!("tickwheel_downstream_request_seconds").record(seconds);
+    thread_local! {
+        static H: Histogram = histogram!("tickwheel_downstream_request_seconds");
+    }
+    H.with(|h| h.record(seconds));
 }
 
 pub fn retry_scheduled() {
