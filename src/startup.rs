@@ -63,7 +63,13 @@ impl Application {
             None
         };
 
-        let persistence = PersistenceActor::new(db).start();
+        // On its own arbiter: building and running statements must not hold up the fire path.
+        let persistence = {
+            let db = db.clone();
+            PersistenceActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+                PersistenceActor::new(db)
+            })
+        };
         // Each arbiter is a thread of its own that runs until the system stops; dropping the
         // `Arbiter` value only detaches it.
         let wheel = TimingWheel::start_in_arbiter(&Arbiter::new().handle(), |_| TimingWheel::new());

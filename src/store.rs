@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use entities::{task_logs, tasks};
 use migration::{Migrator, MigratorTrait};
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -169,12 +169,22 @@ impl Store {
     }
 
     /// Every pending or running task: what recovery puts back on the wheel.
-    pub async fn active_tasks(&self) -> Result<Vec<tasks::Model>, StoreError> {
-        Ok(tasks::Entity::find()
-            .filter(
-                tasks::Column::Status
-                    .is_in([TaskStatus::Pending.as_str(), TaskStatus::Running.as_str()]),
-            )
+    /// Up to `limit` active tasks with an id after `after`, in id order (keyset paging, so
+    /// recovery never holds every row at once).
+    pub async fn active_tasks_page(
+        &self,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<tasks::Model>, StoreError> {
+        let mut q = tasks::Entity::find().filter(
+            tasks::Column::Status
+                .is_in([TaskStatus::Pending.as_str(), TaskStatus::Running.as_str()]),
+        );
+        if let Some(after) = after {
+            q = q.filter(tasks::Column::TaskId.gt(after));
+        }
+        Ok(q.order_by_asc(tasks::Column::TaskId)
+            .limit(limit)
             .all(&self.db)
             .await?)
     }
@@ -538,6 +548,66 @@ pub async fn apply_write<C: ConnectionTrait>(db: &C, w: &Write) -> Result<u64, D
             Ok(r.rows_affected)
         }
     }
+}
+
+/// One task's schedule advance, for [`advance_many`].
+pub struct AdvanceRow<'a> {
+    pub task_id: &'a str,
+    pub next_run_time: Option<i64>,
+    pub execution_count: i64,
+    pub consecutive_failures: i64,
+}
+
+/// Applies many schedule advances in one `UPDATE … SET col = CASE task_id WHEN … END`
+/// statement (same meaning as [`Write::Advance`] applied to each: never revives a task that
+/// is no longer active). One statement instead of one per task is what keeps a burst of
+/// thousands of fires from costing thousands of round trips to the database.
+pub async fn advance_many<C: ConnectionTrait>(
+    db: &C,
+    rows: &[AdvanceRow<'_>],
+) -> Result<u64, DbErr> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut next = CaseStatement::new();
+    let mut count = CaseStatement::new();
+    let mut failures = CaseStatement::new();
+    for r in rows {
+        next = next.case(
+            tasks::Column::TaskId.eq(r.task_id),
+            Expr::value(r.next_run_time),
+        );
+        count = count.case(
+            tasks::Column::TaskId.eq(r.task_id),
+            Expr::value(r.execution_count),
+        );
+        failures = failures.case(
+            tasks::Column::TaskId.eq(r.task_id),
+            Expr::value(r.consecutive_failures),
+        );
+    }
+    let r = tasks::Entity::update_many()
+        .col_expr(
+            tasks::Column::NextRunTime,
+            next.finally(Expr::col(tasks::Column::NextRunTime)).into(),
+        )
+        .col_expr(
+            tasks::Column::ExecutionCount,
+            count
+                .finally(Expr::col(tasks::Column::ExecutionCount))
+                .into(),
+        )
+        .col_expr(
+            tasks::Column::ConsecutiveFailures,
+            failures
+                .finally(Expr::col(tasks::Column::ConsecutiveFailures))
+                .into(),
+        )
+        .filter(tasks::Column::TaskId.is_in(rows.iter().map(|r| r.task_id)))
+        .filter(tasks::Column::Status.is_in(active_names()))
+        .exec(db)
+        .await?;
+    Ok(r.rows_affected)
 }
 
 /// Inserts log rows in one statement. A row for an attempt that is already recorded (a slot
