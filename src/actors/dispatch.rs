@@ -7,11 +7,13 @@
 //! Every call can be aborted through its cancellation token, which drops the connection.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web::web::Bytes;
+use awc::http::header::{HeaderName, HeaderValue};
 use futures_util::StreamExt;
 use ratelimit::{Ratelimiter, TryWaitError};
 use tokio_util::sync::CancellationToken;
@@ -26,14 +28,42 @@ use crate::time::now_ms;
 #[derive(Debug)]
 pub struct OutboundRequest {
     pub task_id: Uuid,
-    pub url: Url,
-    pub method: Method,
-    pub headers: Vec<(String, String)>,
     /// The JSON body, serialised once; `None` for GET.
     pub body: Option<Bytes>,
     /// `host:port`, the key of the destination's token bucket (computed once per task, not
     /// on every fire).
     pub host_key: String,
+    /// What is sent, parsed once; the error if it cannot be sent.
+    pub prepared: Result<Prepared, String>,
+}
+
+/// The parts of a request that are the same on every call, parsed once per task.
+#[derive(Debug)]
+pub struct Prepared {
+    pub method: awc::http::Method,
+    pub uri: awc::http::Uri,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Prepared {
+    /// Fails with the reason if the method, URL or a header cannot be sent as given.
+    pub fn new(url: &Url, method: Method, headers: &[(String, String)]) -> Result<Self, String> {
+        Ok(Self {
+            method: awc::http::Method::from_bytes(method.as_str().as_bytes())
+                .map_err(|e| e.to_string())?,
+            uri: awc::http::Uri::try_from(url.as_str()).map_err(|e| e.to_string())?,
+            headers: headers
+                .iter()
+                .map(|(n, v)| {
+                    Ok((
+                        HeaderName::try_from(n.as_str()).map_err(|e| format!("header {n}: {e}"))?,
+                        HeaderValue::try_from(v.as_str())
+                            .map_err(|e| format!("header {n}: {e}"))?,
+                    ))
+                })
+                .collect::<Result<_, String>>()?,
+        })
+    }
 }
 
 impl OutboundRequest {
@@ -197,21 +227,38 @@ async fn send(
     timeout: Duration,
 ) -> Result<Reply, ExecError> {
     let r = &msg.request;
-    let method = awc::http::Method::from_bytes(r.method.as_str().as_bytes())
-        .map_err(|e| ExecError::Request(e.to_string()))?;
-    let mut req = client.request(method, r.url.as_str());
-    for (name, value) in &r.headers {
-        req = req.insert_header((name.as_str(), value.as_str()));
+    let p = r
+        .prepared
+        .as_ref()
+        .map_err(|e| ExecError::Request(e.clone()))?;
+    let mut req = client.request(p.method.clone(), p.uri.clone());
+    {
+        let headers = req.headers_mut();
+        for (name, value) in &p.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        // Made per call rather than kept per task: an idle task's size matters more.
+        let mut id = String::with_capacity(56);
+        let _ = write!(id, "{}", r.task_id);
+        if let Ok(v) = HeaderValue::try_from(id.as_str()) {
+            headers.insert(HeaderName::from_static("x-tickwheel-task-id"), v);
+        }
+        let _ = write!(id, ":{}", msg.scheduled_ms);
+        if let Ok(v) = HeaderValue::try_from(id) {
+            headers.insert(HeaderName::from_static("webhook-id"), v);
+        }
+        headers.insert(
+            HeaderName::from_static("webhook-timestamp"),
+            HeaderValue::from(now_ms() / 1000),
+        );
     }
-    req = req
-        .insert_header(("X-Tickwheel-Task-Id", r.task_id.to_string()))
-        .insert_header(("webhook-id", format!("{}:{}", r.task_id, msg.scheduled_ms)))
-        .insert_header(("webhook-timestamp", (now_ms() / 1000).to_string()));
     let sent = match &r.body {
         Some(body) => {
-            req.insert_header(("Content-Type", "application/json"))
-                .send_body(body.clone())
-                .await
+            req.headers_mut().insert(
+                awc::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            req.send_body(body.clone()).await
         }
         None => req.send().await,
     };

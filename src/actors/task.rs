@@ -17,7 +17,7 @@ use entities::task_logs;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::dispatch::{Dispatcher, ExecError, Execute, OutboundRequest, Outcome};
+use super::dispatch::{Dispatcher, ExecError, Execute, OutboundRequest, Outcome, Prepared};
 use super::persistence::{Persist, PersistenceActor};
 use super::wheel::{Deregister, Fire, Register, TimingWheel};
 use crate::domain::{backoff_delay_ms, TaskStatus, TaskType};
@@ -88,25 +88,27 @@ pub struct TaskActor {
     weak_self: Option<WeakRecipient<Fire>>,
 }
 
-fn outbound(task: &ActiveTask) -> Arc<OutboundRequest> {
-    let spec = &task.spec;
+/// Builds what is sent for `task`, moving the headers and body out of its spec: the actor
+/// keeps them only in their ready-to-send form (the API reads definitions from storage), so
+/// an idle task holds one copy.
+fn outbound(task: &mut ActiveTask) -> Arc<OutboundRequest> {
+    let task_id = task.task_id;
+    let spec = &mut task.spec;
+    let headers = std::mem::take(&mut spec.headers);
+    let body = spec.body.take();
     Arc::new(OutboundRequest {
-        task_id: task.task_id,
-        url: spec.http_endpoint.clone(),
-        method: spec.method,
-        headers: spec.headers.clone(),
-        body: spec
-            .body
-            .as_ref()
+        task_id,
+        body: body
             .filter(|_| spec.method.allows_body())
             .map(|b| Bytes::from(b.to_string())),
         host_key: OutboundRequest::host_key_of(&spec.http_endpoint),
+        prepared: Prepared::new(&spec.http_endpoint, spec.method, &headers),
     })
 }
 
 impl TaskActor {
-    pub fn new(deps: Arc<TaskDeps>, task: ActiveTask) -> Self {
-        let request = outbound(&task);
+    pub fn new(deps: Arc<TaskDeps>, mut task: ActiveTask) -> Self {
+        let request = outbound(&mut task);
         Self {
             deps,
             task,
@@ -412,8 +414,8 @@ impl TaskActor {
             }
             .into_actor(self)
             .map(move |res, act, ctx| match res {
-                Ok(Some(t)) if t.status.is_active() => {
-                    act.request = outbound(&t);
+                Ok(Some(mut t)) if t.status.is_active() => {
+                    act.request = outbound(&mut t);
                     act.task = t;
                     act.schedule_from_state(ctx);
                 }
@@ -526,8 +528,8 @@ impl Handler<Redefine> for TaskActor {
         if self.ended {
             return;
         }
-        let new = *msg.task;
-        self.request = outbound(&new);
+        let mut new = *msg.task;
+        self.request = outbound(&mut new);
         self.task.spec = new.spec;
         self.task.schedule = new.schedule;
         if msg.reschedule {

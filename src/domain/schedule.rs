@@ -407,7 +407,9 @@ pub enum Schedule {
     Once { at_ms: i64 },
     /// The cron fire times not before `not_before_ms`.
     Cron {
-        cron: CronSchedule,
+        /// Boxed: most tasks are intervals, and an idle task's size is what a node's capacity
+        /// is counted in.
+        cron: Box<CronSchedule>,
         not_before_ms: i64,
     },
 }
@@ -440,7 +442,7 @@ impl Schedule {
                 let expression = cron_expression.ok_or(ScheduleError::MissingCron)?;
                 let cron = CronSchedule::parse(expression, timezone.unwrap_or("UTC"))?;
                 Ok(Schedule::Cron {
-                    cron,
+                    cron: Box::new(cron),
                     not_before_ms: anchor_ms,
                 })
             }
