@@ -192,35 +192,81 @@ impl Handler<Finished> for TaskRegistry {
     }
 }
 
-impl Handler<Recover> for TaskRegistry {
-    type Result = ResponseActFuture<Self, Result<usize, StoreError>>;
+/// Rows read per recovery page.
+const RECOVERY_PAGE: u64 = 10_000;
 
-    fn handle(&mut self, _: Recover, _: &mut Self::Context) -> Self::Result {
+/// One page of recovered tasks, to start.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Recovered(Vec<ActiveTask>);
+
+impl Handler<Recover> for TaskRegistry {
+    type Result = ResponseFuture<Result<usize, StoreError>>;
+
+    /// Reads the active tasks a page at a time (decrypting and checking each row off the
+    /// registry's mailbox) and starts each page's actors: peak memory stays at one page of
+    /// rows, and the registry keeps answering meanwhile.
+    fn handle(&mut self, _: Recover, ctx: &mut Self::Context) -> Self::Result {
         let _m = metrics::handling(ActorKind::Registry, "Recover");
         let Some(deps) = self.deps.clone() else {
-            return Box::pin(fut::ready(Ok(0)));
+            return Box::pin(async { Ok(0) });
         };
         let store = deps.store.clone();
-        Box::pin(
-            async move { store.active_tasks().await.map(|rows| (store, rows)) }
-                .into_actor(self)
-                .map(|res, act, _| {
-                    let (store, rows) = res?;
-                    let mut n = 0;
-                    for m in rows {
-                        match store.active_task(&m) {
-                            Ok(t) => {
-                                act.spawn(t, false);
-                                n += 1;
-                            }
+        let me = ctx.address();
+        Box::pin(async move {
+            // A pipeline: the next page is read while this one is checked (on a blocking
+            // thread) and the one before is started (in the registry).
+            let fetch = |after: Option<String>| {
+                let store = store.clone();
+                actix_rt::spawn(async move {
+                    store
+                        .active_tasks_page(after.as_deref(), RECOVERY_PAGE)
+                        .await
+                })
+            };
+            let mut next = Some(fetch(None));
+            let mut n = 0;
+            while let Some(pending) = next.take() {
+                let rows = pending
+                    .await
+                    .map_err(|e| StoreError::Db(sea_orm::DbErr::Custom(e.to_string())))??;
+                if rows.len() as u64 == RECOVERY_PAGE {
+                    next = rows.last().map(|m| fetch(Some(m.task_id.clone())));
+                }
+                let store = store.clone();
+                let page = tokio::task::spawn_blocking(move || {
+                    rows.iter()
+                        .filter_map(|m| match store.active_task(m) {
+                            Ok(t) => Some(t),
                             Err(e) => {
                                 tracing::error!(task_id = %m.task_id, error = %e, "cannot recover task; left as it is");
+                                None
                             }
-                        }
-                    }
-                    Ok(n)
-                }),
-        )
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .await
+                .map_err(|e| StoreError::Db(sea_orm::DbErr::Custom(e.to_string())))?;
+                n += page.len();
+                metrics::sent(ActorKind::Registry);
+                if me.send(Recovered(page)).await.is_err() {
+                    // The registry stopped: the node is shutting down.
+                    break;
+                }
+            }
+            Ok(n)
+        })
+    }
+}
+
+impl Handler<Recovered> for TaskRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Recovered, _: &mut Self::Context) {
+        let _m = metrics::handling(ActorKind::Registry, "Recovered");
+        for t in msg.0 {
+            self.spawn(t, false);
+        }
     }
 }
 
