@@ -586,25 +586,30 @@ pub async fn advance_many<C: ConnectionTrait>(
             Expr::value(r.consecutive_failures),
         );
     }
+    // The status condition sits inside each CASE rather than in the WHERE clause: with both
+    // in the WHERE, SQLite's planner picked the status index and walked every active row per
+    // statement (a full core at 100,000 tasks); `task_id IN (…)` alone is a primary-key lookup.
+    let active = || tasks::Column::Status.is_in(active_names());
+    let keep_if_inactive = |case: CaseStatement, col: tasks::Column| -> Expr {
+        CaseStatement::new()
+            .case(active(), case.finally(Expr::col(col)))
+            .finally(Expr::col(col))
+            .into()
+    };
     let r = tasks::Entity::update_many()
         .col_expr(
             tasks::Column::NextRunTime,
-            next.finally(Expr::col(tasks::Column::NextRunTime)).into(),
+            keep_if_inactive(next, tasks::Column::NextRunTime),
         )
         .col_expr(
             tasks::Column::ExecutionCount,
-            count
-                .finally(Expr::col(tasks::Column::ExecutionCount))
-                .into(),
+            keep_if_inactive(count, tasks::Column::ExecutionCount),
         )
         .col_expr(
             tasks::Column::ConsecutiveFailures,
-            failures
-                .finally(Expr::col(tasks::Column::ConsecutiveFailures))
-                .into(),
+            keep_if_inactive(failures, tasks::Column::ConsecutiveFailures),
         )
         .filter(tasks::Column::TaskId.is_in(rows.iter().map(|r| r.task_id)))
-        .filter(tasks::Column::Status.is_in(active_names()))
         .exec(db)
         .await?;
     Ok(r.rows_affected)
