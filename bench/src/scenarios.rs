@@ -57,6 +57,9 @@ impl Report {
     }
 }
 
+/// How long after a window's end its last fires may still arrive and count.
+const GRACE_MS: i64 = 3_000;
+
 fn now_ms() -> i64 {
     now_us() / 1000
 }
@@ -94,7 +97,7 @@ pub async fn run_all(args: &Args, bins: &Binaries) -> anyhow::Result<()> {
     let mut aligned_for_peer: Option<Precision> = None;
     let peer_size = if args.quick { 1_000 } else { 10_000 };
     let peer_period = if args.quick { 2 } else { 5 };
-    let peer_window = if args.quick { 6 } else { 30 };
+    let peer_window = if args.quick { 4 } else { 30 };
     for scenario in &args.scenarios {
         match scenario {
             Scenario::Aligned => {
@@ -122,7 +125,7 @@ pub async fn run_all(args: &Args, bins: &Binaries) -> anyhow::Result<()> {
             Scenario::Spread => {
                 // Period chosen so that the rate stays at 2,000 fires/s.
                 let runs: &[(usize, u64, u64)] = if args.quick {
-                    &[(2_000, 1, 5)]
+                    &[(2_000, 1, 2)]
                 } else {
                     &[(10_000, 5, 30), (100_000, 50, 100)]
                 };
@@ -244,7 +247,7 @@ async fn precision(
     let api = Api::new(&server.base, &server.token)?;
     let period_ms = period_s as i64 * 1000;
     // First grid point after the expected creation time (about 3,000 creations/s is enough).
-    let t0 = grid_after(now_ms() + 2_000 + n as i64 / 3, period_ms);
+    let t0 = grid_after(now_ms() + 1_000 + n as i64 / 3, period_ms);
     let phase = |i: usize| match shape {
         Shape::Aligned => 0,
         Shape::Spread => (i as i64 * period_ms) / n as i64,
@@ -279,7 +282,7 @@ async fn precision(
     let cpu0 = server.cpu()?;
     let rss_peak = watch_rss(&server, until).await;
     let cpu = server.cpu()?.saturating_sub(cpu0);
-    let rss_peak = rss_peak.max(watch_rss(&server, until + 2_000 + period_ms).await);
+    let rss_peak = rss_peak.max(watch_rss(&server, until + GRACE_MS).await);
     let arrivals = sink.take();
     server.kill9()?;
     let p = stats::analyze(&arrivals, &expectation);
@@ -426,7 +429,7 @@ async fn peer(
     let from = grid_after(now_ms() + period_ms, period_ms);
     let until = from + window_s as i64 * 1000;
     sink.take();
-    sleep_until_ms(until + 2_000 + period_ms).await;
+    sleep_until_ms(until + GRACE_MS).await;
     let arrivals = sink.take();
     if let Some(pid) = child.id() {
         // SAFETY: signalling our own child.
@@ -495,16 +498,17 @@ async fn throughput(
     sink: &Sink,
 ) -> anyhow::Result<()> {
     let (rates, window): (&[usize], u64) = if args.quick {
-        (&[2_000], 4)
+        (&[2_000], 3)
     } else {
         (
             &[
-                2_000, 4_000, 6_000, 8_000, 10_000, 12_000, 14_000, 16_000, 20_000,
+                2_000, 4_000, 8_000, 12_000, 16_000, 20_000, 24_000, 28_000, 32_000, 36_000,
+                40_000, 44_000, 48_000,
             ],
             10,
         )
     };
-    let limit = sink_limit(sink, if args.quick { 3 } else { 10 })?;
+    let limit = sink_limit(sink, if args.quick { 2 } else { 10 })?;
     let mut best: Option<(usize, Precision)> = None;
     let mut steps = Vec::new();
     for &rate in rates {
@@ -515,7 +519,7 @@ async fn throughput(
         let server = Server::start(bins, &data, &[]).await?;
         let api = Api::new(&server.base, &server.token)?;
         let period_ms = period_s as i64 * 1000;
-        let t0 = grid_after(now_ms() + 2_000 + n as i64 / 3, period_ms);
+        let t0 = grid_after(now_ms() + 1_000 + n as i64 / 3, period_ms);
         let phase = |i: usize| (i as i64 * period_ms) / n as i64;
         let tasks = (0..n)
             .map(|i| IntervalTask {
@@ -539,7 +543,7 @@ async fn throughput(
             until_ms: until,
         };
         sink.take();
-        sleep_until_ms(until + 2_000).await;
+        sleep_until_ms(until + GRACE_MS).await;
         let arrivals = sink.take();
         server.kill9()?;
         let p = stats::analyze(&arrivals, &exp);
@@ -634,7 +638,7 @@ async fn memory(report: &mut Report, args: &Args, bins: &Binaries) -> anyhow::Re
     let sizes: &[usize] = if !args.memory_sizes.is_empty() {
         &args.memory_sizes
     } else if args.quick {
-        &[20_000]
+        &[10_000]
     } else {
         &[100_000, 1_000_000]
     };
@@ -699,7 +703,7 @@ async fn memory(report: &mut Report, args: &Args, bins: &Binaries) -> anyhow::Re
 
 /// API: creations per second, durable (201 after commit), 64 clients, on both backends.
 async fn api(report: &mut Report, args: &Args, bins: &Binaries) -> anyhow::Result<()> {
-    let n = if args.quick { 3_000 } else { 20_000 };
+    let n = if args.quick { 1_000 } else { 20_000 };
     let mut results = Vec::new();
     for backend in [Backend::Sqlite, Backend::MariaDb] {
         eprintln!("· api: {n} creations on {}", backend.name());
@@ -746,7 +750,7 @@ async fn recovery(
     bins: &Binaries,
     sink: &Sink,
 ) -> anyhow::Result<()> {
-    let n = if args.quick { 10_000 } else { 100_000 };
+    let n = if args.quick { 2_000 } else { 100_000 };
     let overdue = n / 10;
     eprintln!("· recovery: {n} tasks, {overdue} overdue at restart");
     let data = Data::new(Backend::Sqlite)?;
