@@ -31,21 +31,22 @@ impl Binaries {
                 .parent()
                 .context("workspace directory")?
                 .to_path_buf();
-            eprintln!("building the release binaries (cargo build --release) …");
-            let status = Command::new(cargo)
-                .current_dir(&workspace)
-                .args([
-                    "build",
-                    "--release",
-                    "--bin",
-                    "tickwheel",
-                    "--bin",
-                    "tickwheel-peer",
-                ])
-                .status()
-                .context("running cargo build")?;
-            if !status.success() {
-                bail!("cargo build --release failed");
+            // One package per cargo invocation: built together, the bench's dependencies
+            // would change the features of the service's (a different binary from the one
+            // `cargo run --release` gives users).
+            for (package, bin) in [
+                ("tickwheel", "tickwheel"),
+                ("tickwheel-bench", "tickwheel-peer"),
+            ] {
+                eprintln!("building {bin} (cargo build --release -p {package} --bin {bin}) …");
+                let status = Command::new(&cargo)
+                    .current_dir(&workspace)
+                    .args(["build", "--release", "-p", package, "--bin", bin])
+                    .status()
+                    .context("running cargo build")?;
+                if !status.success() {
+                    bail!("cargo build --release -p {package} failed");
+                }
             }
         }
         let tickwheel = match explicit {
