@@ -24,7 +24,7 @@ RUN mkdir -p src entities/src migration/src bench/src/bin \
  && echo 'fn main() {}' > bench/src/main.rs \
  && echo 'fn main() {}' > bench/src/bin/peer.rs \
  && touch src/lib.rs entities/src/lib.rs migration/src/lib.rs \
- && cargo build --release --locked --bin tickwheel
+ && cargo build --release --locked -p tickwheel --bin tickwheel
 
 # Then the real sources. They are touched so that they are newer than the stub build
 # whatever times COPY gave them, and cargo rebuilds the three workspace crates.
@@ -34,7 +34,7 @@ COPY src src
 COPY entities/src entities/src
 COPY migration/src migration/src
 RUN touch src/main.rs src/lib.rs entities/src/lib.rs migration/src/lib.rs \
- && cargo build --release --locked --bin tickwheel \
+ && cargo build --release --locked -p tickwheel --bin tickwheel \
  && mkdir -p /out \
  && objcopy --compress-debug-sections=zlib target/release/tickwheel /out/tickwheel
 
