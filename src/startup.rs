@@ -56,6 +56,15 @@ impl Application {
         store::migrate(&db)
             .await
             .with_context(|| "while applying migrations")?;
+        // A fresh pool: a pooled SQLite connection that read the schema while the migrations
+        // ran keeps that copy, and then fails to prepare a statement that needs what they
+        // added (the log upsert's conflict target) — seen as a lost first log row.
+        db.close()
+            .await
+            .with_context(|| "while closing the migration pool")?;
+        let db = store::connect(&settings.database.url, settings.database.max_connections)
+            .await
+            .with_context(|| "while connecting to database.url")?;
         let store = Store::new(db.clone(), cipher);
         let metrics_handle = if settings.metrics.enabled {
             crate::metrics::install()

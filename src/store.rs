@@ -47,15 +47,15 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(30))
-        .sqlx_logging(false);
-    let db = Database::connect(opts).await?;
-    if db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite {
-        // WAL lets API reads proceed while the persistence actor writes; NORMAL sync is
-        // durable across process crashes (only an OS crash can lose the last commits).
-        db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
-        db.execute_unprepared("PRAGMA synchronous=NORMAL").await?;
-    }
-    Ok(db)
+        .sqlx_logging(false)
+        // On every pooled connection (a PRAGMA run through the pool reaches only one): WAL
+        // lets API reads proceed while the persistence actor writes; NORMAL sync is durable
+        // across process crashes (only an OS crash can lose the last commits).
+        .map_sqlx_sqlite_opts(|o| {
+            o.pragma("journal_mode", "WAL")
+                .pragma("synchronous", "NORMAL")
+        });
+    Database::connect(opts).await
 }
 
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
