@@ -12,4 +12,5 @@ mod quartz;
 mod recovery;
 mod shutdown;
 mod smoke;
+mod store;
 mod validation;
