@@ -57,8 +57,11 @@ impl Report {
     }
 }
 
-/// How long after a window's end its last fires may still arrive and count.
-const GRACE_MS: i64 = 3_000;
+/// How long after a window's end its last fires may still arrive and count: a second, plus
+/// time for a burst of `n` calls to drain at a pessimistic 20,000 calls/s.
+fn grace_ms(n: usize) -> i64 {
+    1_000 + n as i64 / 20
+}
 
 fn now_ms() -> i64 {
     now_us() / 1000
@@ -282,7 +285,7 @@ async fn precision(
     let cpu0 = server.cpu()?;
     let rss_peak = watch_rss(&server, until).await;
     let cpu = server.cpu()?.saturating_sub(cpu0);
-    let rss_peak = rss_peak.max(watch_rss(&server, until + GRACE_MS).await);
+    let rss_peak = rss_peak.max(watch_rss(&server, until + grace_ms(n)).await);
     let arrivals = sink.take();
     server.kill9()?;
     let p = stats::analyze(&arrivals, &expectation);
@@ -429,7 +432,7 @@ async fn peer(
     let from = grid_after(now_ms() + period_ms, period_ms);
     let until = from + window_s as i64 * 1000;
     sink.take();
-    sleep_until_ms(until + GRACE_MS).await;
+    sleep_until_ms(until + grace_ms(n)).await;
     let arrivals = sink.take();
     if let Some(pid) = child.id() {
         // SAFETY: signalling our own child.
@@ -543,7 +546,7 @@ async fn throughput(
             until_ms: until,
         };
         sink.take();
-        sleep_until_ms(until + GRACE_MS).await;
+        sleep_until_ms(until + grace_ms(n)).await;
         let arrivals = sink.take();
         server.kill9()?;
         let p = stats::analyze(&arrivals, &exp);
