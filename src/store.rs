@@ -447,6 +447,26 @@ pub enum Write {
     },
 }
 
+impl Write {
+    /// The advance this write is, as a row for [`advance_many`].
+    pub fn advance_row(&self) -> Option<AdvanceRow<'_>> {
+        match self {
+            Write::Advance {
+                task_id,
+                next_run_time,
+                execution_count,
+                consecutive_failures,
+            } => Some(AdvanceRow {
+                task_id,
+                next_run_time: *next_run_time,
+                execution_count: *execution_count,
+                consecutive_failures: *consecutive_failures,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// Applies one write; returns the number of rows it changed.
 pub async fn apply_write<C: ConnectionTrait>(db: &C, w: &Write) -> Result<u64, DbErr> {
     match w {
@@ -516,25 +536,10 @@ pub async fn apply_write<C: ConnectionTrait>(db: &C, w: &Write) -> Result<u64, D
             }
             Ok(q.exec(db).await?.rows_affected)
         }
-        Write::Advance {
-            task_id,
-            next_run_time,
-            execution_count,
-            consecutive_failures,
-        } => {
-            let r = tasks::Entity::update_many()
-                .col_expr(tasks::Column::NextRunTime, Expr::value(*next_run_time))
-                .col_expr(tasks::Column::ExecutionCount, Expr::value(*execution_count))
-                .col_expr(
-                    tasks::Column::ConsecutiveFailures,
-                    Expr::value(*consecutive_failures),
-                )
-                .filter(tasks::Column::TaskId.eq(task_id.clone()))
-                .filter(tasks::Column::Status.is_in(active_names()))
-                .exec(db)
-                .await?;
-            Ok(r.rows_affected)
-        }
+        Write::Advance { .. } => match w.advance_row() {
+            Some(row) => advance_many(db, &[row]).await,
+            None => Ok(0),
+        },
         Write::Log(m) => insert_logs(db, std::slice::from_ref(&**m)).await,
         Write::DeleteTask { task_id } => {
             task_logs::Entity::delete_many()

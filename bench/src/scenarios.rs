@@ -227,26 +227,27 @@ fn machine() -> Value {
     })
 }
 
-/// Precision: N interval tasks of period P, measured over a window of D seconds.
-async fn precision(
-    report: &mut Report,
+/// A fresh server with N interval tasks of period P on the grid of `shape`, and what they
+/// should deliver over a window of `window_s` seconds starting at the first full period after
+/// the last task exists (creation may overrun the first grid point for big N: those tasks'
+/// first slots are catch-ups, not measured).
+struct GridRun {
+    _data: Data,
+    server: Server,
+    expectation: Expectation,
+    create_s: f64,
+}
+
+async fn grid_run(
     bins: &Binaries,
     sink: &Sink,
     shape: Shape,
     n: usize,
     period_s: u64,
     window_s: u64,
-) -> anyhow::Result<Precision> {
-    let name = format!(
-        "{} {n} tasks / {period_s} s",
-        match shape {
-            Shape::Aligned => "aligned",
-            Shape::Spread => "spread",
-        }
-    );
-    eprintln!("· precision: {name}, {window_s} s window");
+) -> anyhow::Result<GridRun> {
     let data = Data::new(Backend::Sqlite)?;
-    let server = Server::start(bins, &data, &[]).await?;
+    let server = Server::start(bins, &data).await?;
     let api = Api::new(&server.base, &server.token)?;
     let period_ms = period_s as i64 * 1000;
     // First grid point after the expected creation time (about 3,000 creations/s is enough).
@@ -266,10 +267,7 @@ async fn precision(
     let created_at = Instant::now();
     let ids = api.create_all(tasks, 64).await?;
     let create_s = created_at.elapsed().as_secs_f64();
-    // Measure from the first full period after every task exists (creation may have
-    // overrun t0 for big N: those tasks' first slots are catch-ups, not measured).
     let from = grid_after(now_ms().max(t0) + 500, period_ms);
-    let until = from + window_s as i64 * 1000;
     let expectation = Expectation {
         tasks: ids
             .into_iter()
@@ -278,17 +276,41 @@ async fn precision(
             .collect(),
         period_ms,
         from_ms: from,
-        until_ms: until,
+        until_ms: from + window_s as i64 * 1000,
     };
     sink.take();
+    Ok(GridRun {
+        _data: data,
+        server,
+        expectation,
+        create_s,
+    })
+}
+
+/// Precision: N interval tasks of period P, measured over a window of D seconds.
+async fn precision(
+    report: &mut Report,
+    bins: &Binaries,
+    sink: &Sink,
+    shape: Shape,
+    n: usize,
+    period_s: u64,
+    window_s: u64,
+) -> anyhow::Result<Precision> {
+    let name = format!("{} {n} tasks / {period_s} s", shape_name(shape));
+    eprintln!("· precision: {name}, {window_s} s window");
+    let run = grid_run(bins, sink, shape, n, period_s, window_s).await?;
+    let (server, expectation) = (&run.server, &run.expectation);
+    let (from, until) = (expectation.from_ms, expectation.until_ms);
     sleep_until_ms(from).await;
     let cpu0 = server.cpu()?;
-    let rss_peak = watch_rss(&server, until).await;
+    let rss_peak = watch_rss(server, until).await;
     let cpu = server.cpu()?.saturating_sub(cpu0);
-    let rss_peak = rss_peak.max(watch_rss(&server, until + grace_ms(n)).await);
+    let rss_peak = rss_peak.max(watch_rss(server, until + grace_ms(n)).await);
     let arrivals = sink.take();
-    server.kill9()?;
-    let p = stats::analyze(&arrivals, &expectation);
+    let p = stats::analyze(&arrivals, expectation);
+    let create_s = run.create_s;
+    run.server.kill9()?;
     let cpu_us_per_fire = cpu.as_micros() as f64 / p.expected.max(1) as f64;
     eprintln!(
         "  tickwheel used {:.2} s of CPU in the window: {cpu_us_per_fire:.0} µs per fire",
@@ -296,7 +318,7 @@ async fn precision(
     );
     report.results.push(json!({
         "scenario": "precision",
-        "shape": match shape { Shape::Aligned => "aligned", Shape::Spread => "spread" },
+        "shape": shape_name(shape),
         "tasks": n,
         "period_s": period_s,
         "window_s": window_s,
@@ -518,38 +540,11 @@ async fn throughput(
         let period_s = 2;
         let n = rate * period_s as usize;
         eprintln!("· throughput: {rate} fires/s ({n} tasks / {period_s} s)");
-        let data = Data::new(Backend::Sqlite)?;
-        let server = Server::start(bins, &data, &[]).await?;
-        let api = Api::new(&server.base, &server.token)?;
-        let period_ms = period_s as i64 * 1000;
-        let t0 = grid_after(now_ms() + 1_000 + n as i64 / 3, period_ms);
-        let phase = |i: usize| (i as i64 * period_ms) / n as i64;
-        let tasks = (0..n)
-            .map(|i| IntervalTask {
-                endpoint: sink.url("/fire"),
-                period_s,
-                start_ms: t0 + phase(i),
-                n: i,
-            })
-            .collect();
-        let ids = api.create_all(tasks, 64).await?;
-        let from = grid_after(now_ms().max(t0) + 500, period_ms);
-        let until = from + window as i64 * 1000;
-        let exp = Expectation {
-            tasks: ids
-                .into_iter()
-                .enumerate()
-                .map(|(i, id)| (id, t0 + phase(i)))
-                .collect(),
-            period_ms,
-            from_ms: from,
-            until_ms: until,
-        };
-        sink.take();
-        sleep_until_ms(until + grace_ms(n)).await;
+        let run = grid_run(bins, sink, Shape::Spread, n, period_s, window).await?;
+        sleep_until_ms(run.expectation.until_ms + grace_ms(n)).await;
         let arrivals = sink.take();
-        server.kill9()?;
-        let p = stats::analyze(&arrivals, &exp);
+        let p = stats::analyze(&arrivals, &run.expectation);
+        run.server.kill9()?;
         let ok = p.missed == 0 && p.duplicates == 0 && p.lateness_ms.p99 <= 50.0;
         eprintln!(
             "  missed {} duplicate {} {} → {}",
@@ -646,7 +641,7 @@ async fn memory(report: &mut Report, args: &Args, bins: &Binaries) -> anyhow::Re
         &[100_000, 1_000_000]
     };
     let data = Data::new(Backend::Sqlite)?;
-    let server = Server::start(bins, &data, &[]).await?;
+    let server = Server::start(bins, &data).await?;
     let api = Api::new(&server.base, &server.token)?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss0 = server.rss_bytes()?;
@@ -684,7 +679,7 @@ async fn memory(report: &mut Report, args: &Args, bins: &Binaries) -> anyhow::Re
     }
     // The same tasks after a restart (recovered from the database, not created).
     server.kill9()?;
-    let server = Server::start(bins, &data, &[]).await?;
+    let server = Server::start(bins, &data).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss = server.rss_bytes()?;
     let per = rss.saturating_sub(rss0) as f64 / created as f64;
@@ -711,7 +706,7 @@ async fn api(report: &mut Report, args: &Args, bins: &Binaries) -> anyhow::Resul
     for backend in [Backend::Sqlite, Backend::MariaDb] {
         eprintln!("· api: {n} creations on {}", backend.name());
         let data = Data::new(backend)?;
-        let server = Server::start(bins, &data, &[]).await?;
+        let server = Server::start(bins, &data).await?;
         let api = Api::new(&server.base, &server.token)?;
         let start = now_ms() + 86_400_000;
         let tasks = (0..n)
@@ -757,7 +752,7 @@ async fn recovery(
     let overdue = n / 10;
     eprintln!("· recovery: {n} tasks, {overdue} overdue at restart");
     let data = Data::new(Backend::Sqlite)?;
-    let server = Server::start(bins, &data, &[]).await?;
+    let server = Server::start(bins, &data).await?;
     let api = Api::new(&server.base, &server.token)?;
     let later = now_ms() + 3_600_000;
     let future = (overdue..n)
@@ -786,7 +781,7 @@ async fn recovery(
     server.kill9()?;
     sleep_until_ms(due + 1_000).await;
     sink.take();
-    let server = Server::spawn(bins, &data, &[])?;
+    let server = Server::spawn(bins, &data)?;
     let ready = server.wait_ready(Duration::from_secs(120)).await?;
     // Wait for every overdue task's catch-up fire.
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -149,33 +149,31 @@ pub struct Server {
 
 impl Server {
     /// Starts the binary on `data` and waits until `/readyz` answers 200.
-    pub async fn start(
-        bin: &Binaries,
-        data: &Data,
-        extra_env: &[(&str, String)],
-    ) -> anyhow::Result<Self> {
-        let server = Self::spawn(bin, data, extra_env)?;
+    pub async fn start(bin: &Binaries, data: &Data) -> anyhow::Result<Self> {
+        let server = Self::spawn(bin, data)?;
         server.wait_ready(Duration::from_secs(120)).await?;
         Ok(server)
     }
 
     /// Starts the binary without waiting.
-    pub fn spawn(
-        bin: &Binaries,
-        data: &Data,
-        extra_env: &[(&str, String)],
-    ) -> anyhow::Result<Self> {
+    pub fn spawn(bin: &Binaries, data: &Data) -> anyhow::Result<Self> {
         let port = free_port()?;
         let env = base_env(data, port);
+        // The binary in the data directory with the environment (the bench's own environment
+        // is inherited too, so `TICKWHEEL__…` settings can be tried from outside).
+        let command = || {
+            let mut c = Command::new(&bin.tickwheel);
+            c.current_dir(data.dir.path())
+                .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+            c
+        };
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(data.dir.path().join("server.log"))
             .context("opening the server log")?;
         let token = {
-            let out = Command::new(&bin.tickwheel)
-                .current_dir(data.dir.path())
-                .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            let out = command()
                 .args(["token", "--user", "1", "--admin", "--ttl", "7d"])
                 .output()
                 .context("running tickwheel token")?;
@@ -188,10 +186,7 @@ impl Server {
             String::from_utf8_lossy(&out.stdout).trim().to_string()
         };
         let started = Instant::now();
-        let child = Command::new(&bin.tickwheel)
-            .current_dir(data.dir.path())
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
+        let child = command()
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

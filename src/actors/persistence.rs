@@ -24,9 +24,9 @@ use crate::store::{advance_many, apply_write, insert_logs, AdvanceRow, Write};
 /// How long the first write a client waits for gathers company.
 const GATHER: Duration = Duration::from_millis(2);
 /// Fire-path writes are flushed once none has arrived for this long…
-pub const QUIET: Duration = Duration::from_millis(20);
+const QUIET: Duration = Duration::from_millis(20);
 /// …or once the oldest has waited this long…
-pub const MAX_DELAY: Duration = Duration::from_millis(1000);
+const MAX_DELAY: Duration = Duration::from_millis(1000);
 /// …or once this many are queued.
 const HIGH_WATER: usize = 50_000;
 /// Writes per transaction.
@@ -269,18 +269,8 @@ async fn apply_batch(db: &DatabaseConnection, batch: Vec<Item>) {
                 Write::InsertTask(_) => {}
                 Write::Log(_) => counts[i] = 1,
                 w if superseded(i, w) => {}
-                Write::Advance {
-                    task_id,
-                    next_run_time,
-                    execution_count,
-                    consecutive_failures,
-                } => {
-                    advances.push(AdvanceRow {
-                        task_id,
-                        next_run_time: *next_run_time,
-                        execution_count: *execution_count,
-                        consecutive_failures: *consecutive_failures,
-                    });
+                Write::Advance { .. } => {
+                    advances.extend(w.advance_row());
                     counts[i] = 1;
                 }
                 w => {

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
+use sea_orm::DbErr;
 use uuid::Uuid;
 
 use super::task::{Drain, Finished, Redefine, Stop, TaskActor, TaskDeps};
@@ -224,12 +225,11 @@ impl Handler<Recover> for TaskRegistry {
                         .await
                 })
             };
+            let joined = |e: tokio::task::JoinError| StoreError::Db(DbErr::Custom(e.to_string()));
             let mut next = Some(fetch(None));
             let mut n = 0;
             while let Some(pending) = next.take() {
-                let rows = pending
-                    .await
-                    .map_err(|e| StoreError::Db(sea_orm::DbErr::Custom(e.to_string())))??;
+                let rows = pending.await.map_err(joined)??;
                 if rows.len() as u64 == RECOVERY_PAGE {
                     next = rows.last().map(|m| fetch(Some(m.task_id.clone())));
                 }
@@ -246,7 +246,7 @@ impl Handler<Recover> for TaskRegistry {
                         .collect::<Vec<_>>()
                 })
                 .await
-                .map_err(|e| StoreError::Db(sea_orm::DbErr::Custom(e.to_string())))?;
+                .map_err(joined)?;
                 n += page.len();
                 metrics::sent(ActorKind::Registry);
                 if me.send(Recovered(page)).await.is_err() {

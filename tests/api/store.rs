@@ -19,11 +19,7 @@ async fn batched_advances_update_active_tasks_and_never_touch_ended_ones(backend
     let db = sea_orm::Database::connect(&app.db.url)
         .await
         .expect("connect to the test database");
-    let before = tasks::Entity::find_by_id(ended.clone())
-        .one(&db)
-        .await
-        .expect("read")
-        .expect("the cancelled task");
+    let before = row(&db, &ended).await;
 
     advance_many(
         &db,
@@ -45,23 +41,23 @@ async fn batched_advances_update_active_tasks_and_never_touch_ended_ones(backend
     .await
     .expect("advance_many");
 
-    let a = tasks::Entity::find_by_id(active.clone())
-        .one(&db)
-        .await
-        .expect("read")
-        .expect("the active task");
+    let a = row(&db, &active).await;
     assert_eq!(a.next_run_time, Some(4_102_444_800_000));
     assert_eq!(a.execution_count, 7);
     assert_eq!(a.consecutive_failures, 2);
     assert_eq!(a.status, "pending");
 
-    let b = tasks::Entity::find_by_id(ended.clone())
-        .one(&db)
-        .await
-        .expect("read")
-        .expect("the cancelled task");
+    let b = row(&db, &ended).await;
     assert_eq!(b.status, "stopped");
     assert_eq!(b.next_run_time, before.next_run_time);
     assert_eq!(b.execution_count, before.execution_count);
     assert_eq!(b.consecutive_failures, before.consecutive_failures);
+}
+
+async fn row(db: &sea_orm::DatabaseConnection, id: &str) -> tasks::Model {
+    tasks::Entity::find_by_id(id.to_string())
+        .one(db)
+        .await
+        .expect("read the task row")
+        .unwrap_or_else(|| panic!("no row for task {id}"))
 }
