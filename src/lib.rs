@@ -2,7 +2,7 @@
 //!
 //! The layout follows the architecture: `domain` (task model, schedules, stop conditions,
 //! validation — free of actix and SeaORM), `wheel` (the hierarchical timing wheel as a plain
-//! data structure), `actors` (registry, task, wheel, dispatcher, persistence), `api` (thin
+//! data structure), `actors` (registry, task, wheel, HTTP workers, persistence), `api` (thin
 //! REST handlers), `store` (the storage edge) and `startup` (wiring).
 
 pub mod actors;

@@ -22,17 +22,15 @@ pub enum ActorKind {
     Registry,
     Task,
     Wheel,
-    Dispatcher,
     Worker,
     Persistence,
 }
 
 impl ActorKind {
-    pub const ALL: [ActorKind; 6] = [
+    pub const ALL: [ActorKind; 5] = [
         ActorKind::Registry,
         ActorKind::Task,
         ActorKind::Wheel,
-        ActorKind::Dispatcher,
         ActorKind::Worker,
         ActorKind::Persistence,
     ];
@@ -42,7 +40,6 @@ impl ActorKind {
             ActorKind::Registry => "registry",
             ActorKind::Task => "task",
             ActorKind::Wheel => "wheel",
-            ActorKind::Dispatcher => "dispatcher",
             ActorKind::Worker => "worker",
             ActorKind::Persistence => "persistence",
         }
@@ -54,7 +51,7 @@ impl ActorKind {
 }
 
 /// Messages sent and not yet handled, per actor kind.
-static DEPTH: [AtomicI64; 6] = [const { AtomicI64::new(0) }; 6];
+static DEPTH: [AtomicI64; 5] = [const { AtomicI64::new(0) }; 5];
 
 /// Fire lateness buckets, 0.5 ms to 10 s (seconds).
 const LATENESS_BUCKETS: &[f64] = &[

@@ -12,14 +12,16 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use secrecy::ExposeSecret;
 
-use crate::actors::dispatch::{Dispatcher, HttpWorker, WorkerSettings};
-use crate::actors::persistence::{Flush, PersistenceActor};
+use crate::actors::dispatch::{Dispatcher, HttpWorker, Shard, WorkerSettings};
+use crate::actors::outbox::Outbox;
+use crate::actors::persistence::{Flush, Persist, PersistenceActor};
 use crate::actors::registry::{DrainAll, Recover, RegistryDeps, TaskRegistry};
-use crate::actors::wheel::TimingWheel;
+use crate::actors::wheel::{TimingWheel, WheelOp, WheelOps};
 use crate::api::metrics::MetricsState;
 use crate::api::{self, AppState};
 use crate::config::{Settings, DEFAULT_JWT_SECRET};
 use crate::crypto::Cipher;
+use crate::metrics::ActorKind;
 use crate::store::{self, Store};
 
 /// Installs the ring crypto provider for rustls once per process (sqlx and awc both use
@@ -32,6 +34,7 @@ pub struct Application {
     address: SocketAddr,
     server: Server,
     persistence: Addr<PersistenceActor>,
+    persist_outbox: Arc<Outbox<store::Write>>,
     registry: Addr<TaskRegistry>,
     ready: Arc<AtomicBool>,
     shutdown_timeout: Duration,
@@ -85,7 +88,9 @@ impl Application {
 
         let h = &settings.http;
         let per_worker = h.pool_size.div_ceil(h.workers).max(1);
-        let mut workers = Vec::with_capacity(h.workers);
+        // One shard per worker: an arbiter with its HTTP worker and the task actors that call
+        // through it.
+        let mut shards = Vec::with_capacity(h.workers);
         for _ in 0..h.workers {
             let ws = WorkerSettings {
                 allow_private: h.allow_private_targets,
@@ -94,28 +99,44 @@ impl Application {
                 request_timeout: Duration::from_millis(h.request_timeout_ms),
                 max_response_bytes: h.max_response_bytes,
             };
-            workers.push(HttpWorker::start_in_arbiter(
-                &Arbiter::new().handle(),
-                move |_| HttpWorker::new(ws),
-            ));
+            let arbiter = Arbiter::new().handle();
+            let worker = HttpWorker::start_in_arbiter(&arbiter, move |_| HttpWorker::new(ws));
+            shards.push(Shard { arbiter, worker });
         }
-        let dispatcher = Dispatcher::new(
-            workers,
+        let dispatcher = Arc::new(Dispatcher::new(
+            shards,
             settings.ratelimit.per_host_rps,
             settings.ratelimit.per_host_burst,
-        )
-        .start();
+        ));
+        let wheel_for_metrics = wheel.clone();
         let metrics_state = metrics_handle.map(|handle| {
             web::Data::new(MetricsState {
                 handle,
                 store: store.clone(),
-                wheel: wheel.clone(),
+                wheel: wheel_for_metrics.clone(),
             })
         });
+        // Task actors reach the wheel and persistence through outboxes: one message per turn
+        // of their arbiter (per 5 ms for writes, which wait for a quiet moment anyway)
+        // instead of one per registration or write.
+        let wheel_outbox = Outbox::new(Duration::ZERO, move |ops: Vec<WheelOp>| {
+            crate::metrics::sent(ActorKind::Wheel);
+            wheel.do_send(WheelOps(ops));
+        });
+        let persist_outbox = {
+            let persistence = persistence.clone();
+            Outbox::new(
+                Duration::from_millis(5),
+                move |writes: Vec<store::Write>| {
+                    crate::metrics::sent(ActorKind::Persistence);
+                    persistence.do_send(Persist(writes));
+                },
+            )
+        };
         let registry = TaskRegistry::new(RegistryDeps {
-            wheel,
+            wheel: wheel_outbox,
             dispatcher,
-            persistence: persistence.clone(),
+            persistence: persist_outbox.clone(),
             store: store.clone(),
             default_max_retries: h.max_retries,
             default_backoff_ms: h.backoff_base_ms,
@@ -159,6 +180,7 @@ impl Application {
             address,
             server,
             persistence,
+            persist_outbox,
             registry,
             ready,
             shutdown_timeout: shutdown,
@@ -181,7 +203,7 @@ impl Application {
         let registry = self.registry.clone();
         let ready = self.ready.clone();
         actix_rt::spawn(async move {
-            crate::metrics::sent(crate::metrics::ActorKind::Registry);
+            crate::metrics::sent(ActorKind::Registry);
             match registry.send(Recover).await {
                 Ok(Ok(n)) => {
                     tracing::info!(tasks = n, "recovery done");
@@ -203,7 +225,7 @@ impl Application {
             }
         };
         tracing::info!("shutting down: letting executions in flight finish");
-        crate::metrics::sent(crate::metrics::ActorKind::Registry);
+        crate::metrics::sent(ActorKind::Registry);
         match self
             .registry
             .send(DrainAll {
@@ -217,7 +239,9 @@ impl Application {
                 "executions still in flight at the shutdown timeout were abandoned"
             ),
         }
-        crate::metrics::sent(crate::metrics::ActorKind::Persistence);
+        // What the drained tasks wrote last may still wait in the outbox.
+        self.persist_outbox.flush();
+        crate::metrics::sent(ActorKind::Persistence);
         let _ = self.persistence.send(Flush).await;
         tracing::info!("shut down");
         result

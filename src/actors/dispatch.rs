@@ -2,20 +2,23 @@
 //!
 //! `awc::Client` is not `Send`, so each [`HttpWorker`] lives on its own arbiter with its own
 //! client (created in `started()`), and the workers share `http.pool_size` connections between
-//! them. The [`Dispatcher`] applies a token bucket per destination `host:port` — a call over
-//! the limit waits for its token, it is never dropped — and spreads calls over the workers.
-//! Every call can be aborted through its cancellation token, which drops the connection.
+//! them. An arbiter with its worker is a [`Shard`]: task actors are spread over the shards and
+//! live on their worker's arbiter. The [`Dispatcher`] holds the shards and a token bucket per
+//! destination `host:port` (a call over the limit waits for its token in its task actor; it is
+//! never dropped). Every call can be aborted through its cancellation token, which drops the
+//! connection.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use actix_rt::ArbiterHandle;
 use actix_web::web::Bytes;
 use awc::http::header::{HeaderName, HeaderValue};
 use futures_util::StreamExt;
-use ratelimit::{Ratelimiter, TryWaitError};
+use ratelimit::Ratelimiter;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 use uuid::Uuid;
@@ -30,9 +33,8 @@ pub struct OutboundRequest {
     pub task_id: Uuid,
     /// The JSON body, serialised once; `None` for GET.
     pub body: Option<Bytes>,
-    /// `host:port`, the key of the destination's token bucket (computed once per task, not
-    /// on every fire).
-    pub host_key: String,
+    /// The destination's token bucket (`host:port`), shared with every task calling it.
+    pub limiter: Option<Arc<Ratelimiter>>,
     /// What is sent, parsed once; the error if it cannot be sent.
     pub prepared: Result<Prepared, String>,
 }
@@ -66,16 +68,6 @@ impl Prepared {
     }
 }
 
-impl OutboundRequest {
-    pub fn host_key_of(url: &Url) -> String {
-        format!(
-            "{}:{}",
-            url.host_str().unwrap_or_default(),
-            url.port_or_known_default().unwrap_or(0)
-        )
-    }
-}
-
 /// Sends one attempt of one execution and answers with its [`Outcome`].
 #[derive(Message, Clone)]
 #[rtype(result = "Outcome")]
@@ -93,8 +85,6 @@ pub struct Outcome {
     pub sent_at_ms: i64,
     pub duration_ms: i64,
     pub result: Result<Reply, ExecError>,
-    /// The per-host token bucket held this call back.
-    pub rate_limited: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -191,7 +181,6 @@ impl Handler<Execute> for HttpWorker {
                     sent_at_ms,
                     duration_ms: 0,
                     result: Err(ExecError::Unavailable("worker not started".into())),
-                    rate_limited: false,
                 };
             };
             let call = send(&client, &msg, max, timeout);
@@ -214,7 +203,6 @@ impl Handler<Execute> for HttpWorker {
                 sent_at_ms,
                 duration_ms: elapsed.as_millis() as i64,
                 result,
-                rate_limited: false,
             }
         })
     }
@@ -295,27 +283,55 @@ async fn send(
     })
 }
 
+/// Where calls go: the HTTP workers, each on its own arbiter, and a token bucket per
+/// destination `host:port` shared by every task that calls it.
+///
+/// Not an actor: a task actor lives on the arbiter of one worker (its shard) and sends its
+/// `Execute` straight to that worker — a message that never leaves the thread — after taking a
+/// token from its destination's bucket, resolved once when the task is defined. A burst of
+/// fires then costs no hop through a central mailbox and no wake-up of another thread per call.
 pub struct Dispatcher {
-    workers: Vec<Addr<HttpWorker>>,
-    next: usize,
+    shards: Vec<Shard>,
     per_host_rps: u64,
     per_host_burst: u64,
-    limiters: HashMap<String, Arc<Ratelimiter>>,
+    limiters: Mutex<HashMap<String, Arc<Ratelimiter>>>,
+}
+
+/// One HTTP worker and the arbiter it shares with the task actors assigned to it.
+pub struct Shard {
+    pub arbiter: ArbiterHandle,
+    pub worker: Addr<HttpWorker>,
 }
 
 impl Dispatcher {
-    pub fn new(workers: Vec<Addr<HttpWorker>>, per_host_rps: u64, per_host_burst: u64) -> Self {
+    pub fn new(shards: Vec<Shard>, per_host_rps: u64, per_host_burst: u64) -> Self {
         Self {
-            workers,
-            next: 0,
+            shards,
             per_host_rps,
             per_host_burst,
-            limiters: HashMap::new(),
+            limiters: Mutex::new(HashMap::new()),
         }
     }
 
-    fn limiter(&mut self, key: &str) -> Option<Arc<Ratelimiter>> {
-        if let Some(l) = self.limiters.get(key) {
+    /// The shard of `task_id` (the same one for every actor of the task).
+    pub fn shard(&self, task_id: Uuid) -> Option<&Shard> {
+        if self.shards.is_empty() {
+            return None;
+        }
+        let h = super::registry::partition_of(task_id) as usize;
+        self.shards.get(h % self.shards.len())
+    }
+
+    /// The token bucket of `url`'s `host:port`, shared by every task calling it; `None` if
+    /// one cannot be built (calls then go unthrottled, with an error logged).
+    pub fn limiter(&self, url: &Url) -> Option<Arc<Ratelimiter>> {
+        let key = format!(
+            "{}:{}",
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or(0)
+        );
+        let mut limiters = self.limiters.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(l) = limiters.get(&key) {
             return Some(l.clone());
         }
         let built = Ratelimiter::builder(self.per_host_rps)
@@ -325,7 +341,7 @@ impl Dispatcher {
         match built {
             Ok(l) => {
                 let l = Arc::new(l);
-                self.limiters.insert(key.to_string(), l.clone());
+                limiters.insert(key, l.clone());
                 Some(l)
             }
             Err(e) => {
@@ -333,84 +349,5 @@ impl Dispatcher {
                 None
             }
         }
-    }
-}
-
-impl Actor for Dispatcher {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(super::MAILBOX_CAPACITY);
-        metrics::live_add(ActorKind::Dispatcher, 1.0);
-    }
-
-    fn stopped(&mut self, _: &mut Self::Context) {
-        metrics::live_add(ActorKind::Dispatcher, -1.0);
-    }
-}
-
-impl Handler<Execute> for Dispatcher {
-    type Result = ResponseFuture<Outcome>;
-
-    fn handle(&mut self, msg: Execute, _: &mut Self::Context) -> Self::Result {
-        let _m = metrics::handling(ActorKind::Dispatcher, "Execute");
-        let limiter = self.limiter(&msg.request.host_key);
-        let worker = if self.workers.is_empty() {
-            None
-        } else {
-            let w = self.workers[self.next % self.workers.len()].clone();
-            self.next = self.next.wrapping_add(1);
-            Some(w)
-        };
-        Box::pin(async move {
-            let mut rate_limited = false;
-            if let Some(limiter) = limiter {
-                loop {
-                    match limiter.try_wait() {
-                        Ok(()) => break,
-                        Err(TryWaitError::Insufficient(wait)) => {
-                            if !rate_limited {
-                                metrics::fire("rate_limited_delay");
-                            }
-                            rate_limited = true;
-                            tokio::select! {
-                                _ = msg.cancel.cancelled() => return cancelled(),
-                                _ = tokio::time::sleep(wait) => {}
-                            }
-                        }
-                        Err(_) => break,
-                    }
-                }
-            }
-            let Some(worker) = worker else {
-                return unavailable("no HTTP workers".into());
-            };
-            metrics::sent(ActorKind::Worker);
-            match worker.send(msg).await {
-                Ok(mut o) => {
-                    o.rate_limited = rate_limited;
-                    o
-                }
-                Err(e) => unavailable(e.to_string()),
-            }
-        })
-    }
-}
-
-fn cancelled() -> Outcome {
-    Outcome {
-        sent_at_ms: now_ms(),
-        duration_ms: 0,
-        result: Err(ExecError::Cancelled),
-        rate_limited: true,
-    }
-}
-
-fn unavailable(why: String) -> Outcome {
-    Outcome {
-        sent_at_ms: now_ms(),
-        duration_ms: 0,
-        result: Err(ExecError::Unavailable(why)),
-        rate_limited: false,
     }
 }

@@ -39,10 +39,12 @@ const ADVANCE_CHUNK: usize = 200;
 #[rtype(result = "Result<u64, DbErr>")]
 pub struct Commit(pub Write);
 
-/// A write from the fire path; applied with the next batch.
+/// Writes from the fire path, in the order they were made; applied with the next batch. They
+/// arrive through an [`Outbox`](super::outbox::Outbox): one message per turn of the task
+/// actors' arbiter rather than one per write.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Persist(pub Write);
+pub struct Persist(pub Vec<Write>);
 
 /// Resolves once everything received before it has been applied (shutdown, tests).
 #[derive(Message)]
@@ -82,14 +84,18 @@ impl PersistenceActor {
     }
 
     fn enqueue(&mut self, item: Item, ctx: &mut Context<Self>) {
-        let now = Instant::now();
+        self.queue_write(item, Instant::now(), true, ctx);
+    }
+
+    /// Queues `item`; with `decide`, also applies the commit policy (once per message).
+    fn queue_write(&mut self, item: Item, now: Instant, decide: bool, ctx: &mut Context<Self>) {
         if !matches!(item, Item::Write(_, None)) {
             self.urgent += 1;
         }
         self.queue.push_back(item);
         self.oldest.get_or_insert(now);
         self.newest = Some(now);
-        if !self.flushing {
+        if decide && !self.flushing {
             self.schedule(now, ctx);
         }
     }
@@ -199,7 +205,13 @@ impl Handler<Persist> for PersistenceActor {
 
     fn handle(&mut self, msg: Persist, ctx: &mut Self::Context) {
         let _m = metrics::handling(ActorKind::Persistence, "Persist");
-        self.enqueue(Item::Write(msg.0, None), ctx);
+        let Some(last) = msg.0.len().checked_sub(1) else {
+            return;
+        };
+        let now = Instant::now();
+        for (i, w) in msg.0.into_iter().enumerate() {
+            self.queue_write(Item::Write(w, None), now, i == last, ctx);
+        }
     }
 }
 

@@ -51,9 +51,9 @@ pub struct DrainAll {
 
 /// The parts of [`TaskDeps`] the registry is given; it adds itself.
 pub struct RegistryDeps {
-    pub wheel: Addr<super::wheel::TimingWheel>,
-    pub dispatcher: Addr<super::dispatch::Dispatcher>,
-    pub persistence: Addr<super::persistence::PersistenceActor>,
+    pub wheel: Arc<super::outbox::Outbox<super::wheel::WheelOp>>,
+    pub dispatcher: Arc<super::dispatch::Dispatcher>,
+    pub persistence: Arc<super::outbox::Outbox<crate::store::Write>>,
     pub store: crate::store::Store,
     pub default_max_retries: u32,
     pub default_backoff_ms: u64,
@@ -115,7 +115,14 @@ impl TaskRegistry {
             metrics::sent(ActorKind::Task);
             old.do_send(Stop);
         }
-        let addr = Supervisor::start(move |_| TaskActor::new(deps, task));
+        // On the arbiter of the task's HTTP worker: its calls never leave the thread.
+        let arbiter = deps.dispatcher.shard(id).map(|s| s.arbiter.clone());
+        let addr = match arbiter {
+            Some(arbiter) => {
+                Supervisor::start_in_arbiter(&arbiter, move |_| TaskActor::new(deps, task))
+            }
+            None => Supervisor::start(move |_| TaskActor::new(deps, task)),
+        };
         self.tasks.insert(id, addr);
         metrics::live(ActorKind::Task, self.tasks.len());
     }

@@ -1,6 +1,6 @@
 //! TaskActor: one per pending or running task. It owns the task's runtime state — the next
 //! slot, the execution in flight, its attempt and counters — registers each next slot with the
-//! wheel, runs each execution through the dispatcher (retrying with backoff), applies the stop
+//! wheel, runs each execution through its shard's HTTP worker (retrying with backoff), applies the stop
 //! conditions and sends every change to the persistence actor.
 //!
 //! Supervised: if it stops while the registry still holds it, it is restarted and reloads its
@@ -18,12 +18,13 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::dispatch::{Dispatcher, ExecError, Execute, OutboundRequest, Outcome, Prepared};
-use super::persistence::{Persist, PersistenceActor};
-use super::wheel::{Deregister, Fire, Register, TimingWheel};
+use super::outbox::Outbox;
+use super::wheel::{Deregister, Fire, Register, WheelOp};
 use crate::domain::{backoff_delay_ms, TaskStatus, TaskType};
 use crate::metrics::{self, ActorKind};
 use crate::store::{ActiveTask, Store, Write};
 use crate::time::now_ms;
+use ratelimit::TryWaitError;
 
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 
@@ -50,9 +51,11 @@ pub struct Stop;
 
 /// What every task actor shares.
 pub struct TaskDeps {
-    pub wheel: Addr<TimingWheel>,
-    pub dispatcher: Addr<Dispatcher>,
-    pub persistence: Addr<PersistenceActor>,
+    /// To the timing wheel: registrations and withdrawals.
+    pub wheel: Arc<Outbox<WheelOp>>,
+    pub dispatcher: Arc<Dispatcher>,
+    /// To the persistence actor: execution logs, advances, state changes.
+    pub persistence: Arc<Outbox<Write>>,
     pub registry: Recipient<Finished>,
     pub store: Store,
     pub default_max_retries: u32,
@@ -63,8 +66,10 @@ struct InFlight {
     slot: i64,
     attempt: u32,
     cancel: CancellationToken,
-    /// A request is on the wire (rather than waiting out a retry backoff).
+    /// A request is on the wire (rather than waiting out a retry backoff or for a token).
     sending: bool,
+    /// This attempt was held back by its destination's token bucket (counted once).
+    throttled: bool,
 }
 
 /// Shutdown: stop firing, and answer once no request of this task is on the wire. An
@@ -91,7 +96,7 @@ pub struct TaskActor {
 /// Builds what is sent for `task`, moving the headers and body out of its spec: the actor
 /// keeps them only in their ready-to-send form (the API reads definitions from storage), so
 /// an idle task holds one copy.
-fn outbound(task: &mut ActiveTask) -> Arc<OutboundRequest> {
+fn outbound(task: &mut ActiveTask, dispatcher: &Dispatcher) -> Arc<OutboundRequest> {
     let task_id = task.task_id;
     let spec = &mut task.spec;
     let headers = std::mem::take(&mut spec.headers);
@@ -101,14 +106,14 @@ fn outbound(task: &mut ActiveTask) -> Arc<OutboundRequest> {
         body: body
             .filter(|_| spec.method.allows_body())
             .map(|b| Bytes::from(b.to_string())),
-        host_key: OutboundRequest::host_key_of(&spec.http_endpoint),
+        limiter: dispatcher.limiter(&spec.http_endpoint),
         prepared: Prepared::new(&spec.http_endpoint, spec.method, &headers),
     })
 }
 
 impl TaskActor {
     pub fn new(deps: Arc<TaskDeps>, mut task: ActiveTask) -> Self {
-        let request = outbound(&mut task);
+        let request = outbound(&mut task, &deps.dispatcher);
         Self {
             deps,
             task,
@@ -164,13 +169,12 @@ impl TaskActor {
             .weak_self
             .get_or_insert_with(|| ctx.address().recipient::<Fire>().downgrade())
             .clone();
-        metrics::sent(ActorKind::Wheel);
-        self.deps.wheel.do_send(Register {
+        self.deps.wheel.push(WheelOp::Register(Register {
             task_id: self.task.task_id,
             at_ms,
             generation: self.generation,
             recipient,
-        });
+        }));
     }
 
     /// Puts the task's next slot on the wheel: one catch-up fire (at the latest missed slot)
@@ -200,7 +204,26 @@ impl TaskActor {
 
     fn send_attempt(&mut self, ctx: &mut Context<Self>) {
         let Some(f) = &mut self.in_flight else { return };
+        if let Some(limiter) = &self.request.limiter {
+            if let Err(TryWaitError::Insufficient(wait)) = limiter.try_wait() {
+                // Over the destination's rate: wait for a token, never drop the call. Not on
+                // the wire yet, so a shutdown does not wait for it (the slot runs again after
+                // the restart).
+                if !f.throttled {
+                    f.throttled = true;
+                    metrics::fire("rate_limited_delay");
+                }
+                f.sending = false;
+                ctx.run_later(wait, |act, ctx| {
+                    if !act.ended && !act.draining {
+                        act.send_attempt(ctx);
+                    }
+                });
+                return;
+            }
+        }
         f.sending = true;
+        f.throttled = false;
         let (slot, attempt) = (f.slot, f.attempt);
         let exec = Execute {
             request: self.request.clone(),
@@ -209,19 +232,18 @@ impl TaskActor {
             cancel: f.cancel.clone(),
         };
         tracing::debug!(task_id = %self.task.task_id, scheduled_ms = slot, attempt, "executing");
-        metrics::sent(ActorKind::Dispatcher);
+        let Some(shard) = self.deps.dispatcher.shard(self.task.task_id) else {
+            let outcome = unavailable("no HTTP workers".into());
+            return self.on_outcome(slot, attempt, outcome, ctx);
+        };
+        metrics::sent(ActorKind::Worker);
         ctx.spawn(
-            self.deps
-                .dispatcher
+            shard
+                .worker
                 .send(exec)
                 .into_actor(self)
                 .map(move |res, act, ctx| {
-                    let outcome = res.unwrap_or_else(|e| Outcome {
-                        sent_at_ms: now_ms(),
-                        duration_ms: 0,
-                        result: Err(ExecError::Unavailable(e.to_string())),
-                        rate_limited: false,
-                    });
+                    let outcome = res.unwrap_or_else(|e| unavailable(e.to_string()));
                     act.on_outcome(slot, attempt, outcome, ctx);
                 }),
         );
@@ -232,10 +254,9 @@ impl TaskActor {
             Ok(r) => (Some(i32::from(r.status)), None, Some(r.body.clone())),
             Err(e) => (None, Some(e.to_string()), None),
         };
-        metrics::sent(ActorKind::Persistence);
         self.deps
             .persistence
-            .do_send(Persist(Write::Log(Box::new(task_logs::Model {
+            .push(Write::Log(Box::new(task_logs::Model {
                 log_id: Uuid::now_v7().to_string(),
                 user_id: self.task.spec.user_id,
                 task_id: self.task.task_id.to_string(),
@@ -246,7 +267,7 @@ impl TaskActor {
                 duration_ms: outcome.duration_ms,
                 response_body: body,
                 created_at: outcome.sent_at_ms,
-            }))));
+            })));
     }
 
     fn on_outcome(&mut self, slot: i64, attempt: u32, outcome: Outcome, ctx: &mut Context<Self>) {
@@ -360,13 +381,12 @@ impl TaskActor {
     }
 
     fn advance(&self) {
-        metrics::sent(ActorKind::Persistence);
-        self.deps.persistence.do_send(Persist(Write::Advance {
+        self.deps.persistence.push(Write::Advance {
             task_id: self.task.task_id.to_string(),
             next_run_time: self.task.next_run_time,
             execution_count: self.task.execution_count,
             consecutive_failures: self.task.consecutive_failures,
-        }));
+        });
     }
 
     fn finish(&mut self, status: TaskStatus, ctx: &mut Context<Self>) {
@@ -379,21 +399,19 @@ impl TaskActor {
         }
         self.task.next_run_time = None;
         self.advance();
-        metrics::sent(ActorKind::Persistence);
-        self.deps.persistence.do_send(Persist(Write::SetStatus {
+        self.deps.persistence.push(Write::SetStatus {
             task_id: self.task.task_id.to_string(),
             from: vec![TaskStatus::Pending, TaskStatus::Running],
             to: status,
             expected_version: None,
             now: now_ms(),
-        }));
+        });
         self.task.status = status;
         tracing::info!(task_id = %self.task.task_id, status = status.as_str(), executions = self.task.execution_count, "task finished");
-        metrics::sent(ActorKind::Wheel);
-        self.deps.wheel.do_send(Deregister {
+        self.deps.wheel.push(WheelOp::Deregister(Deregister {
             task_id: self.task.task_id,
             generation: self.generation,
-        });
+        }));
         metrics::sent(ActorKind::Registry);
         self.deps.registry.do_send(Finished {
             task_id: self.task.task_id,
@@ -415,7 +433,7 @@ impl TaskActor {
             .into_actor(self)
             .map(move |res, act, ctx| match res {
                 Ok(Some(mut t)) if t.status.is_active() => {
-                    act.request = outbound(&mut t);
+                    act.request = outbound(&mut t, &act.deps.dispatcher);
                     act.task = t;
                     act.schedule_from_state(ctx);
                 }
@@ -476,10 +494,9 @@ impl Handler<Fire> for TaskActor {
         if let Some(f) = &self.in_flight {
             tracing::warn!(task_id = %self.task.task_id, scheduled_ms = slot, in_flight = f.slot, "fire skipped: previous execution still in flight");
             metrics::fire("skipped_overlap");
-            metrics::sent(ActorKind::Persistence);
             self.deps
                 .persistence
-                .do_send(Persist(Write::Log(Box::new(task_logs::Model {
+                .push(Write::Log(Box::new(task_logs::Model {
                     log_id: Uuid::now_v7().to_string(),
                     user_id: self.task.spec.user_id,
                     task_id: self.task.task_id.to_string(),
@@ -490,7 +507,7 @@ impl Handler<Fire> for TaskActor {
                     duration_ms: 0,
                     response_body: None,
                     created_at: now_ms(),
-                }))));
+                })));
             if let Some(n) = next {
                 self.register(n, ctx);
             }
@@ -498,20 +515,20 @@ impl Handler<Fire> for TaskActor {
         }
         if self.task.status == TaskStatus::Pending {
             self.task.status = TaskStatus::Running;
-            metrics::sent(ActorKind::Persistence);
-            self.deps.persistence.do_send(Persist(Write::SetStatus {
+            self.deps.persistence.push(Write::SetStatus {
                 task_id: self.task.task_id.to_string(),
                 from: vec![TaskStatus::Pending],
                 to: TaskStatus::Running,
                 expected_version: None,
                 now: now_ms(),
-            }));
+            });
         }
         self.in_flight = Some(InFlight {
             slot,
             attempt: 1,
             cancel: CancellationToken::new(),
             sending: false,
+            throttled: false,
         });
         self.send_attempt(ctx);
         if let Some(n) = next {
@@ -529,7 +546,7 @@ impl Handler<Redefine> for TaskActor {
             return;
         }
         let mut new = *msg.task;
-        self.request = outbound(&mut new);
+        self.request = outbound(&mut new, &self.deps.dispatcher);
         self.task.spec = new.spec;
         self.task.schedule = new.schedule;
         if msg.reschedule {
@@ -537,11 +554,10 @@ impl Handler<Redefine> for TaskActor {
             match new.next_run_time {
                 Some(at) => self.register(at, ctx),
                 None => {
-                    metrics::sent(ActorKind::Wheel);
-                    self.deps.wheel.do_send(Deregister {
+                    self.deps.wheel.push(WheelOp::Deregister(Deregister {
                         task_id: self.task.task_id,
                         generation: self.generation,
-                    });
+                    }));
                     if self.in_flight.is_none() {
                         self.finish(TaskStatus::Completed, ctx);
                     }
@@ -560,11 +576,10 @@ impl Handler<Stop> for TaskActor {
         if let Some(f) = self.in_flight.take() {
             f.cancel.cancel();
         }
-        metrics::sent(ActorKind::Wheel);
-        self.deps.wheel.do_send(Deregister {
+        self.deps.wheel.push(WheelOp::Deregister(Deregister {
             task_id: self.task.task_id,
             generation: self.generation,
-        });
+        }));
         ctx.stop();
     }
 }
@@ -575,11 +590,10 @@ impl Handler<Drain> for TaskActor {
     fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
         let _m = metrics::handling(ActorKind::Task, "Drain");
         self.draining = true;
-        metrics::sent(ActorKind::Wheel);
-        self.deps.wheel.do_send(Deregister {
+        self.deps.wheel.push(WheelOp::Deregister(Deregister {
             task_id: self.task.task_id,
             generation: self.generation,
-        });
+        }));
         match &self.in_flight {
             Some(f) if f.sending => {
                 let (tx, rx) = tokio::sync::oneshot::channel();
@@ -596,5 +610,13 @@ impl Handler<Drain> for TaskActor {
             }
             None => Box::pin(async {}),
         }
+    }
+}
+
+fn unavailable(why: String) -> Outcome {
+    Outcome {
+        sent_at_ms: now_ms(),
+        duration_ms: 0,
+        result: Err(ExecError::Unavailable(why)),
     }
 }

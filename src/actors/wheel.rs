@@ -24,8 +24,6 @@ pub struct Fire {
 }
 
 /// Puts (or moves) a task's next fire on the wheel; replaces any earlier registration.
-#[derive(Message)]
-#[rtype(result = "()")]
 pub struct Register {
     pub task_id: Uuid,
     pub at_ms: i64,
@@ -35,12 +33,21 @@ pub struct Register {
 
 /// Takes a task off the wheel, if its registration is still the one made with `generation`
 /// (a newer actor for the same task may have registered since).
-#[derive(Message)]
-#[rtype(result = "()")]
 pub struct Deregister {
     pub task_id: Uuid,
     pub generation: u64,
 }
+
+pub enum WheelOp {
+    Register(Register),
+    Deregister(Deregister),
+}
+
+/// Registrations and withdrawals from task actors, applied in order (they arrive through an
+/// [`Outbox`](super::outbox::Outbox): one message per turn of the senders' arbiter).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WheelOps(pub Vec<WheelOp>);
 
 /// How many timers are on the wheel, by level (ms, s, min, overflow).
 #[derive(Message)]
@@ -139,11 +146,8 @@ impl Actor for TimingWheel {
     }
 }
 
-impl Handler<Register> for TimingWheel {
-    type Result = ();
-
-    fn handle(&mut self, msg: Register, ctx: &mut Self::Context) {
-        let _m = metrics::handling(ActorKind::Wheel, "Register");
+impl TimingWheel {
+    fn register(&mut self, msg: Register) {
         if let Some((old, _)) = self.keys.remove(&msg.task_id) {
             self.wheel.remove(old);
         }
@@ -158,24 +162,37 @@ impl Handler<Register> for TimingWheel {
             },
         );
         self.keys.insert(msg.task_id, (key, msg.generation));
-        if deadline <= clock() {
-            self.tick(ctx);
-        } else {
-            self.plan(ctx);
-        }
     }
-}
 
-impl Handler<Deregister> for TimingWheel {
-    type Result = ();
-
-    fn handle(&mut self, msg: Deregister, _: &mut Self::Context) {
-        let _m = metrics::handling(ActorKind::Wheel, "Deregister");
+    fn deregister(&mut self, msg: Deregister) {
         if let Some(&(key, generation)) = self.keys.get(&msg.task_id) {
             if generation == msg.generation {
                 self.keys.remove(&msg.task_id);
                 self.wheel.remove(key);
             }
+        }
+    }
+}
+
+impl Handler<WheelOps> for TimingWheel {
+    type Result = ();
+
+    fn handle(&mut self, msg: WheelOps, ctx: &mut Self::Context) {
+        let _m = metrics::handling(ActorKind::Wheel, "WheelOps");
+        let mut earliest = u64::MAX;
+        for op in msg.0 {
+            match op {
+                WheelOp::Register(r) => {
+                    earliest = earliest.min(u64::try_from(r.at_ms).unwrap_or(0));
+                    self.register(r);
+                }
+                WheelOp::Deregister(d) => self.deregister(d),
+            }
+        }
+        if earliest <= clock() {
+            self.tick(ctx);
+        } else {
+            self.plan(ctx);
         }
     }
 }

@@ -87,16 +87,9 @@ async fn metrics_count_every_fire_and_every_actor_kind() {
     let start = std::time::Instant::now();
     let (text, m) = loop {
         let (text, m) = scrape(&app).await;
-        let idle = [
-            "registry",
-            "task",
-            "wheel",
-            "dispatcher",
-            "worker",
-            "persistence",
-        ]
-        .iter()
-        .all(|a| value(&m, "tickwheel_actor_mailbox_depth", &[("actor", a)]) == Some(0.0));
+        let idle = ["registry", "task", "wheel", "worker", "persistence"]
+            .iter()
+            .all(|a| value(&m, "tickwheel_actor_mailbox_depth", &[("actor", a)]) == Some(0.0));
         if idle && value(&m, "tickwheel_actor_live", &[("actor", "task")]) == Some(2.0) {
             break (text, m);
         }
@@ -165,14 +158,7 @@ async fn metrics_count_every_fire_and_every_actor_kind() {
         "the two idle tasks are on the wheel\n{text}"
     );
 
-    for actor in [
-        "registry",
-        "task",
-        "wheel",
-        "dispatcher",
-        "worker",
-        "persistence",
-    ] {
+    for actor in ["registry", "task", "wheel", "worker", "persistence"] {
         assert!(
             sum(&m, "tickwheel_actor_messages_total", &[("actor", actor)]) > 0.0,
             "no messages counted for {actor}\n{text}"
@@ -199,7 +185,7 @@ async fn metrics_count_every_fire_and_every_actor_kind() {
             "{text}"
         );
     }
-    for actor in ["registry", "wheel", "dispatcher", "persistence"] {
+    for actor in ["registry", "wheel", "persistence"] {
         assert_eq!(
             value(&m, "tickwheel_actor_live", &[("actor", actor)]),
             Some(1.0),
