@@ -261,7 +261,8 @@ impl Service<ConnectInfo<Uri>> for GuardedConnector {
 
 /// Builds the outbound client: guarded resolution/connection, `connect_timeout` for DNS + TCP and
 /// again for the TLS handshake, at most `pool_size` connections per scheme (0 = unlimited),
-/// `request_timeout` for the whole request, redirects not followed (a 3xx is returned as is),
+/// no timeout of its own for the rest of the request (the caller bounds the whole call),
+/// redirects not followed (a 3xx is returned as is),
 /// rustls 0.23 with the ring provider and webpki roots, and `User-Agent: tickwheel/<version>`.
 ///
 /// awc's client is `!Send`: build one per arbiter/thread.
@@ -269,7 +270,6 @@ pub fn build_client(
     allow_private: bool,
     pool_size: usize,
     connect_timeout: Duration,
-    request_timeout: Duration,
 ) -> awc::Client {
     let connector = awc::Connector::new()
         .connector(GuardedConnector {
@@ -281,7 +281,10 @@ pub fn build_client(
         .limit(pool_size);
     awc::Client::builder()
         .connector(connector)
-        .timeout(request_timeout)
+        // The worker bounds the whole call (connect, send, response body) with
+        // `http.request_timeout_ms`; awc's own timeout would be a second timer per call
+        // covering less of it.
+        .disable_timeout()
         // awc follows up to 10 redirects by default; the spec counts a 3xx as a failed attempt.
         .disable_redirects()
         .add_default_header((header::USER_AGENT, USER_AGENT))
@@ -506,12 +509,7 @@ mod tests {
     }
 
     fn client(allow_private: bool) -> awc::Client {
-        build_client(
-            allow_private,
-            4,
-            Duration::from_secs(2),
-            Duration::from_secs(5),
-        )
+        build_client(allow_private, 4, Duration::from_secs(2))
     }
 
     #[actix_rt::test]

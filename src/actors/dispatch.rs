@@ -156,7 +156,6 @@ impl Actor for HttpWorker {
             s.allow_private,
             s.pool_size,
             s.connect_timeout,
-            s.request_timeout,
         ));
     }
 }

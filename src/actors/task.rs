@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use actix::WeakRecipient;
 use actix_web::web::Bytes;
 use entities::task_logs;
 use tokio_util::sync::CancellationToken;
@@ -89,8 +88,6 @@ pub struct TaskActor {
     reload: bool,
     draining: bool,
     drained: Vec<tokio::sync::oneshot::Sender<()>>,
-    /// This actor as the wheel holds it (weakly), made once rather than on every register.
-    weak_self: Option<WeakRecipient<Fire>>,
 }
 
 /// Builds what is sent for `task`, moving the headers and body out of its spec: the actor
@@ -124,7 +121,6 @@ impl TaskActor {
             reload: false,
             draining: false,
             drained: Vec::new(),
-            weak_self: None,
         }
     }
 
@@ -165,10 +161,7 @@ impl TaskActor {
         // Unique across actors, so an old actor of the same task can never cancel a newer
         // one's timer.
         self.generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
-        let recipient = self
-            .weak_self
-            .get_or_insert_with(|| ctx.address().recipient::<Fire>().downgrade())
-            .clone();
+        let recipient = ctx.address().downgrade();
         self.deps.wheel.push(WheelOp::Register(Register {
             task_id: self.task.task_id,
             at_ms,

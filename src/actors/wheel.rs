@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use actix::prelude::*;
-use actix::WeakRecipient;
+use actix::WeakAddr;
 use uuid::Uuid;
 
+use super::task::TaskActor;
 use crate::metrics::{self, ActorKind};
 use crate::time::now_ms;
 use crate::wheel::{TimerKey, Wheel};
@@ -28,7 +29,9 @@ pub struct Register {
     pub task_id: Uuid,
     pub at_ms: i64,
     pub generation: u64,
-    pub recipient: WeakRecipient<Fire>,
+    /// The task actor, held weakly: a stopped actor is never kept alive by its timer. (A
+    /// `WeakAddr` is one pointer; a `WeakRecipient` would box it, per timer.)
+    pub recipient: WeakAddr<TaskActor>,
 }
 
 /// Takes a task off the wheel, if its registration is still the one made with `generation`
@@ -61,7 +64,7 @@ struct Timer {
     task_id: Uuid,
     scheduled_ms: i64,
     generation: u64,
-    recipient: WeakRecipient<Fire>,
+    recipient: WeakAddr<TaskActor>,
 }
 
 pub struct TimingWheel {
