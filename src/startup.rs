@@ -88,8 +88,7 @@ impl Application {
 
         let h = &settings.http;
         let per_worker = h.pool_size.div_ceil(h.workers).max(1);
-        // One shard per worker: an arbiter with its HTTP worker and the task actors that call
-        // through it.
+        // One shard per worker, each on its own arbiter.
         let mut shards = Vec::with_capacity(h.workers);
         for _ in 0..h.workers {
             let ws = WorkerSettings {
@@ -99,9 +98,10 @@ impl Application {
                 request_timeout: Duration::from_millis(h.request_timeout_ms),
                 max_response_bytes: h.max_response_bytes,
             };
-            let arbiter = Arbiter::new().handle();
-            let worker = HttpWorker::start_in_arbiter(&arbiter, move |_| HttpWorker::new(ws));
-            shards.push(Shard { arbiter, worker });
+            let worker = HttpWorker::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+                HttpWorker::new(ws)
+            });
+            shards.push(Shard { worker });
         }
         let dispatcher = Arc::new(Dispatcher::new(
             shards,

@@ -2,11 +2,10 @@
 //!
 //! `awc::Client` is not `Send`, so each [`HttpWorker`] lives on its own arbiter with its own
 //! client (created in `started()`), and the workers share `http.pool_size` connections between
-//! them. An arbiter with its worker is a [`Shard`]: task actors are spread over the shards and
-//! live on their worker's arbiter. The [`Dispatcher`] holds the shards and a token bucket per
-//! destination `host:port` (a call over the limit waits for its token in its task actor; it is
-//! never dropped). Every call can be aborted through its cancellation token, which drops the
-//! connection.
+//! them. Each task sends its calls to one worker, its [`Shard`] (by a hash of its id). The
+//! [`Dispatcher`] holds the shards and a token bucket per destination `host:port` (a call over
+//! the limit waits for its token in its task actor; it is never dropped). Every call can be
+//! aborted through its cancellation token, which drops the connection.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -14,7 +13,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_rt::ArbiterHandle;
 use actix_web::web::Bytes;
 use awc::http::header::{HeaderName, HeaderValue};
 use futures_util::StreamExt;
@@ -285,10 +283,9 @@ async fn send(
 /// Where calls go: the HTTP workers, each on its own arbiter, and a token bucket per
 /// destination `host:port` shared by every task that calls it.
 ///
-/// Not an actor: a task actor lives on the arbiter of one worker (its shard) and sends its
-/// `Execute` straight to that worker — a message that never leaves the thread — after taking a
-/// token from its destination's bucket, resolved once when the task is defined. A burst of
-/// fires then costs no hop through a central mailbox and no wake-up of another thread per call.
+/// Not an actor: a task actor sends its `Execute` straight to its shard's worker after taking a
+/// token from its destination's bucket, resolved once when the task is defined — no hop
+/// through a central mailbox per call, and no `host:port` string kept per task.
 pub struct Dispatcher {
     shards: Vec<Shard>,
     per_host_rps: u64,
@@ -296,9 +293,8 @@ pub struct Dispatcher {
     limiters: Mutex<HashMap<String, Arc<Ratelimiter>>>,
 }
 
-/// One HTTP worker and the arbiter it shares with the task actors assigned to it.
+/// One HTTP worker and the tasks that call through it.
 pub struct Shard {
-    pub arbiter: ArbiterHandle,
     pub worker: Addr<HttpWorker>,
 }
 

@@ -4,9 +4,9 @@
 //!   The REST API tells it about new, redefined and withdrawn tasks; at start-up it loads every
 //!   pending/running task from storage (recovery).
 //! - [`task::TaskActor`] — one per active task, supervised — holds the task's runtime state. It
-//!   lives on the arbiter of one HTTP worker (its shard, by a hash of the task id), registers
-//!   its next slot with the wheel, receives `Fire` when the slot is due, takes a token from its
-//!   destination's bucket and sends `Execute` to its shard's worker, handles the `Outcome`
+//!   registers its next slot with the wheel, receives `Fire` when the slot is due, takes a
+//!   token from its destination's bucket and sends `Execute` to its shard's HTTP worker (by a
+//!   hash of the task id), handles the `Outcome`
 //!   (retry with backoff, stop conditions, state transitions) and sends each change to
 //!   persistence. Registrations and writes go through an [`outbox::Outbox`]: the wheel gets
 //!   one `WheelOps` and persistence one `Persist` per batch, not one message each.
@@ -17,8 +17,7 @@
 //! - [`dispatch::HttpWorker`]s, each on its own arbiter with its own `awc::Client`, send the
 //!   calls. [`dispatch::Dispatcher`] is the routing they share, not an actor: which shard a
 //!   task belongs to, and the token bucket of each destination `host:port`. (A dispatcher
-//!   actor between task actors and workers cost a mailbox hop and a wake-up of another thread
-//!   per call; see BENCHMARKS.md.)
+//!   actor between task actors and workers cost a mailbox hop per call; see BENCHMARKS.md.)
 //! - [`persistence::PersistenceActor`] is the only writer: it group-commits execution logs,
 //!   schedule advances and state changes, and answers the API's writes once committed.
 

@@ -115,14 +115,11 @@ impl TaskRegistry {
             metrics::sent(ActorKind::Task);
             old.do_send(Stop);
         }
-        // On the arbiter of the task's HTTP worker: its calls never leave the thread.
-        let arbiter = deps.dispatcher.shard(id).map(|s| s.arbiter.clone());
-        let addr = match arbiter {
-            Some(arbiter) => {
-                Supervisor::start_in_arbiter(&arbiter, move |_| TaskActor::new(deps, task))
-            }
-            None => Supervisor::start(move |_| TaskActor::new(deps, task)),
-        };
+        // On the registry's arbiter. (Placing task actors on their HTTP worker's arbiter was
+        // measured — no gain in the bench — and let a `Stop` race the registry's last address
+        // on another thread, so that the supervisor restarted a stopped actor; see
+        // BENCHMARKS.md, change 15.)
+        let addr = Supervisor::start(move |_| TaskActor::new(deps, task));
         self.tasks.insert(id, addr);
         metrics::live(ActorKind::Task, self.tasks.len());
     }

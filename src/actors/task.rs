@@ -462,6 +462,11 @@ impl Actor for TaskActor {
 
 impl Supervised for TaskActor {
     fn restarting(&mut self, _: &mut Self::Context) {
+        if self.ended {
+            // Stopped on purpose (finished or withdrawn) while an address was still held
+            // elsewhere: not a failure; it stays inert until the last address goes.
+            return;
+        }
         metrics::restarted(ActorKind::Task);
         if let Some(f) = self.in_flight.take() {
             f.cancel.cancel();
