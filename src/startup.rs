@@ -12,7 +12,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use secrecy::ExposeSecret;
 
-use crate::actors::dispatch::{Dispatcher, HttpWorker, Shard, WorkerSettings};
+use crate::actors::dispatch::{Dispatcher, HttpWorker, WorkerSettings};
 use crate::actors::outbox::Outbox;
 use crate::actors::persistence::{Flush, Persist, PersistenceActor};
 use crate::actors::registry::{DrainAll, Recover, RegistryDeps, TaskRegistry};
@@ -88,8 +88,7 @@ impl Application {
 
         let h = &settings.http;
         let per_worker = h.pool_size.div_ceil(h.workers).max(1);
-        // One shard per worker, each on its own arbiter.
-        let mut shards = Vec::with_capacity(h.workers);
+        let mut workers = Vec::with_capacity(h.workers);
         for _ in 0..h.workers {
             let ws = WorkerSettings {
                 allow_private: h.allow_private_targets,
@@ -101,19 +100,18 @@ impl Application {
             let worker = HttpWorker::start_in_arbiter(&Arbiter::new().handle(), move |_| {
                 HttpWorker::new(ws)
             });
-            shards.push(Shard { worker });
+            workers.push(worker);
         }
         let dispatcher = Arc::new(Dispatcher::new(
-            shards,
+            workers,
             settings.ratelimit.per_host_rps,
             settings.ratelimit.per_host_burst,
         ));
-        let wheel_for_metrics = wheel.clone();
         let metrics_state = metrics_handle.map(|handle| {
             web::Data::new(MetricsState {
                 handle,
                 store: store.clone(),
-                wheel: wheel_for_metrics.clone(),
+                wheel: wheel.clone(),
             })
         });
         // Task actors reach the wheel and persistence through outboxes: one message per turn

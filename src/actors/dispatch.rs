@@ -2,8 +2,8 @@
 //!
 //! `awc::Client` is not `Send`, so each [`HttpWorker`] lives on its own arbiter with its own
 //! client (created in `started()`), and the workers share `http.pool_size` connections between
-//! them. Each task sends its calls to one worker, its [`Shard`] (by a hash of its id). The
-//! [`Dispatcher`] holds the shards and a token bucket per destination `host:port` (a call over
+//! them. Each task sends its calls to one worker (by a hash of its id). The [`Dispatcher`]
+//! holds the workers and a token bucket per destination `host:port` (a call over
 //! the limit waits for its token in its task actor; it is never dropped). Every call can be
 //! aborted through its cancellation token, which drops the connection.
 
@@ -283,38 +283,33 @@ async fn send(
 /// Where calls go: the HTTP workers, each on its own arbiter, and a token bucket per
 /// destination `host:port` shared by every task that calls it.
 ///
-/// Not an actor: a task actor sends its `Execute` straight to its shard's worker after taking a
+/// Not an actor: a task actor sends its `Execute` straight to its worker after taking a
 /// token from its destination's bucket, resolved once when the task is defined — no hop
 /// through a central mailbox per call, and no `host:port` string kept per task.
 pub struct Dispatcher {
-    shards: Vec<Shard>,
+    workers: Vec<Addr<HttpWorker>>,
     per_host_rps: u64,
     per_host_burst: u64,
     limiters: Mutex<HashMap<String, Arc<Ratelimiter>>>,
 }
 
-/// One HTTP worker and the tasks that call through it.
-pub struct Shard {
-    pub worker: Addr<HttpWorker>,
-}
-
 impl Dispatcher {
-    pub fn new(shards: Vec<Shard>, per_host_rps: u64, per_host_burst: u64) -> Self {
+    pub fn new(workers: Vec<Addr<HttpWorker>>, per_host_rps: u64, per_host_burst: u64) -> Self {
         Self {
-            shards,
+            workers,
             per_host_rps,
             per_host_burst,
             limiters: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The shard of `task_id` (the same one for every actor of the task).
-    pub fn shard(&self, task_id: Uuid) -> Option<&Shard> {
-        if self.shards.is_empty() {
+    /// The worker of `task_id` (the same one for every actor of the task).
+    pub fn worker(&self, task_id: Uuid) -> Option<&Addr<HttpWorker>> {
+        if self.workers.is_empty() {
             return None;
         }
         let h = super::registry::partition_of(task_id) as usize;
-        self.shards.get(h % self.shards.len())
+        self.workers.get(h % self.workers.len())
     }
 
     /// The token bucket of `url`'s `host:port`, shared by every task calling it; `None` if

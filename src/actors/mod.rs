@@ -5,7 +5,7 @@
 //!   pending/running task from storage (recovery).
 //! - [`task::TaskActor`] — one per active task, supervised — holds the task's runtime state. It
 //!   registers its next slot with the wheel, receives `Fire` when the slot is due, takes a
-//!   token from its destination's bucket and sends `Execute` to its shard's HTTP worker (by a
+//!   token from its destination's bucket and sends `Execute` to its HTTP worker (chosen by a
 //!   hash of the task id), handles the `Outcome`
 //!   (retry with backoff, stop conditions, state transitions) and sends each change to
 //!   persistence. Registrations and writes go through an [`outbox::Outbox`]: the wheel gets
@@ -15,8 +15,8 @@
 //!   It holds only weak references to task actors, so a stopped task is never kept alive by a
 //!   timer.
 //! - [`dispatch::HttpWorker`]s, each on its own arbiter with its own `awc::Client`, send the
-//!   calls. [`dispatch::Dispatcher`] is the routing they share, not an actor: which shard a
-//!   task belongs to, and the token bucket of each destination `host:port`. (A dispatcher
+//!   calls. [`dispatch::Dispatcher`] is the routing they share, not an actor: which worker a
+//!   task calls through, and the token bucket of each destination `host:port`. (A dispatcher
 //!   actor between task actors and workers cost a mailbox hop per call; see BENCHMARKS.md.)
 //! - [`persistence::PersistenceActor`] is the only writer: it group-commits execution logs,
 //!   schedule advances and state changes, and answers the API's writes once committed.

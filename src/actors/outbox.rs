@@ -65,15 +65,20 @@ impl<T: Send + 'static> Outbox<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    type Batches = Arc<Mutex<Vec<Vec<u32>>>>;
+
+    /// An outbox whose deliveries are recorded, batch by batch.
+    fn recording(delay: Duration) -> (Arc<Outbox<u32>>, Batches) {
+        let batches = Batches::default();
+        let seen = batches.clone();
+        let outbox = Outbox::new(delay, move |items| seen.lock().unwrap().push(items));
+        (outbox, batches)
+    }
 
     #[actix_rt::test]
     async fn pushes_of_one_turn_arrive_as_one_batch_in_order() {
-        let batches = Arc::new(Mutex::new(Vec::<Vec<u32>>::new()));
-        let seen = batches.clone();
-        let outbox = Outbox::new(Duration::ZERO, move |items| {
-            seen.lock().unwrap().push(items)
-        });
+        let (outbox, batches) = recording(Duration::ZERO);
         for i in 0..100 {
             outbox.push(i);
         }
@@ -90,11 +95,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn with_a_delay_everything_pushed_within_it_arrives_together() {
-        let batches = Arc::new(Mutex::new(Vec::<Vec<u32>>::new()));
-        let seen = batches.clone();
-        let outbox = Outbox::new(Duration::from_millis(50), move |items| {
-            seen.lock().unwrap().push(items)
-        });
+        let (outbox, batches) = recording(Duration::from_millis(50));
         outbox.push(1);
         tokio::task::yield_now().await;
         outbox.push(2);
@@ -114,23 +115,15 @@ mod tests {
 
     #[test]
     fn off_an_arbiter_each_push_is_delivered_at_once() {
-        let count = Arc::new(AtomicUsize::new(0));
-        let c = count.clone();
-        let outbox = Outbox::new(Duration::ZERO, move |items: Vec<u8>| {
-            c.fetch_add(items.len(), Ordering::SeqCst);
-        });
+        let (outbox, batches) = recording(Duration::ZERO);
         outbox.push(1);
         outbox.push(2);
-        assert_eq!(count.load(Ordering::SeqCst), 2);
+        assert_eq!(batches.lock().unwrap().clone(), vec![vec![1], vec![2]]);
     }
 
     #[actix_rt::test]
     async fn flush_delivers_what_is_pending_and_the_scheduled_delivery_finds_nothing() {
-        let batches = Arc::new(Mutex::new(Vec::<Vec<u32>>::new()));
-        let seen = batches.clone();
-        let outbox = Outbox::new(Duration::from_secs(60), move |items| {
-            seen.lock().unwrap().push(items)
-        });
+        let (outbox, batches) = recording(Duration::from_secs(60));
         outbox.push(1);
         outbox.push(2);
         outbox.flush();

@@ -1,6 +1,6 @@
 //! TaskActor: one per pending or running task. It owns the task's runtime state — the next
 //! slot, the execution in flight, its attempt and counters — registers each next slot with the
-//! wheel, runs each execution through its shard's HTTP worker (retrying with backoff), applies the stop
+//! wheel, runs each execution through its HTTP worker (retrying with backoff), applies the stop
 //! conditions and sends every change to the persistence actor.
 //!
 //! Supervised: if it stops while the registry still holds it, it is restarted and reloads its
@@ -225,14 +225,13 @@ impl TaskActor {
             cancel: f.cancel.clone(),
         };
         tracing::debug!(task_id = %self.task.task_id, scheduled_ms = slot, attempt, "executing");
-        let Some(shard) = self.deps.dispatcher.shard(self.task.task_id) else {
+        let Some(worker) = self.deps.dispatcher.worker(self.task.task_id) else {
             let outcome = unavailable("no HTTP workers".into());
             return self.on_outcome(slot, attempt, outcome, ctx);
         };
         metrics::sent(ActorKind::Worker);
         ctx.spawn(
-            shard
-                .worker
+            worker
                 .send(exec)
                 .into_actor(self)
                 .map(move |res, act, ctx| {
