@@ -30,6 +30,48 @@ pub struct Settings {
     pub http: HttpSettings,
     pub ratelimit: RateLimitSettings,
     pub metrics: MetricsSettings,
+    pub cluster: ClusterSettings,
+    pub redis: RedisSettings,
+}
+
+/// Cluster mode: membership in ZooKeeper, partition claims in the database, fire guards,
+/// the pending queue and change notices in Redis.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    pub enabled: bool,
+    /// Unique per node; empty: derived from the host name and the bound port.
+    pub node_id: String,
+    /// ZooKeeper connect string, `host:port[,host:port…]`.
+    pub zookeeper: String,
+    /// Znode root; also the prefix of this cluster's Redis keys and channel.
+    pub root: String,
+    pub session_timeout_ms: u64,
+    /// Fixed for the life of a cluster.
+    pub partitions: u32,
+    /// Address other nodes use to reach this node's API; empty: the bound address.
+    pub advertise: String,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            node_id: String::new(),
+            zookeeper: "127.0.0.1:2181".into(),
+            root: "/tickwheel".into(),
+            session_timeout_ms: 6_000,
+            partitions: 256,
+            advertise: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://host:port/db`; required when `cluster.enabled`.
+    pub url: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -226,6 +268,31 @@ impl Settings {
         if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("mysql:")) {
             return bad("database.url must start with sqlite: or mysql:");
         }
+        if self.cluster.partitions == 0 || self.cluster.partitions > 65_536 {
+            return bad("cluster.partitions must be between 1 and 65536");
+        }
+        if self.cluster.enabled {
+            if self.redis.url.trim().is_empty() {
+                return bad("redis.url is required when cluster.enabled is true");
+            }
+            if !(self.redis.url.starts_with("redis://") || self.redis.url.starts_with("rediss://"))
+            {
+                return bad("redis.url must start with redis:// or rediss://");
+            }
+            if self.cluster.zookeeper.trim().is_empty() {
+                return bad("cluster.zookeeper is required when cluster.enabled is true");
+            }
+            let root = &self.cluster.root;
+            if !root.starts_with('/') || root.len() < 2 || root.ends_with('/') {
+                return bad("cluster.root must be an absolute znode path such as /tickwheel");
+            }
+            if self.cluster.session_timeout_ms < 1_000 {
+                return bad("cluster.session_timeout_ms must be at least 1000");
+            }
+            if self.cluster.node_id.contains('/') {
+                return bad("cluster.node_id must not contain '/'");
+            }
+        }
         Ok(())
     }
 }
@@ -256,6 +323,25 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
         let s = Settings::load(Some(&path)).expect("config.toml parses");
         assert!(s.database.url.starts_with("sqlite:"));
+    }
+
+    #[test]
+    fn cluster_mode_needs_redis_and_names_the_key() {
+        let err = Settings::from_toml("[cluster]\nenabled = true\n").unwrap_err();
+        assert!(err.to_string().contains("redis.url"), "{err}");
+        let err = Settings::from_toml(
+            "[cluster]\nenabled = true\nroot = \"tw\"\n[redis]\nurl = \"redis://127.0.0.1\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("cluster.root"), "{err}");
+        let ok = Settings::from_toml(
+            "[cluster]\nenabled = true\n[redis]\nurl = \"redis://127.0.0.1:6379/0\"\n",
+        )
+        .expect("a cluster config");
+        assert_eq!(ok.cluster.partitions, 256);
+        assert_eq!(ok.cluster.session_timeout_ms, 6_000);
+        let err = Settings::from_toml("[cluster]\npartitions = 0\n").unwrap_err();
+        assert!(err.to_string().contains("cluster.partitions"), "{err}");
     }
 
     #[test]

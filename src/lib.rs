@@ -8,6 +8,7 @@
 pub mod actors;
 pub mod api;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod domain;

@@ -83,12 +83,10 @@ fn main() -> anyhow::Result<()> {
             tickwheel::telemetry::init(&settings.log);
             actix_web::rt::System::new().block_on(async {
                 tickwheel::startup::install_crypto_provider();
-                let db = tickwheel::store::connect(
-                    &settings.database.url,
-                    settings.database.max_connections,
-                )
-                .await
-                .context("while connecting to database.url")?;
+                // One connection: on MySQL the migrations run under a lock held by it.
+                let db = tickwheel::store::connect(&settings.database.url, 1)
+                    .await
+                    .context("while connecting to database.url")?;
                 tickwheel::store::migrate(&db)
                     .await
                     .context("while applying migrations")?;

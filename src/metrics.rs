@@ -24,15 +24,18 @@ pub enum ActorKind {
     Wheel,
     Worker,
     Persistence,
+    /// Cluster mode only.
+    Membership,
 }
 
 impl ActorKind {
-    pub const ALL: [ActorKind; 5] = [
+    pub const ALL: [ActorKind; 6] = [
         ActorKind::Registry,
         ActorKind::Task,
         ActorKind::Wheel,
         ActorKind::Worker,
         ActorKind::Persistence,
+        ActorKind::Membership,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +45,7 @@ impl ActorKind {
             ActorKind::Wheel => "wheel",
             ActorKind::Worker => "worker",
             ActorKind::Persistence => "persistence",
+            ActorKind::Membership => "membership",
         }
     }
 
@@ -51,7 +55,8 @@ impl ActorKind {
 }
 
 /// Messages sent and not yet handled, per actor kind.
-static DEPTH: [AtomicI64; 5] = [const { AtomicI64::new(0) }; 5];
+static DEPTH: [AtomicI64; ActorKind::ALL.len()] =
+    [const { AtomicI64::new(0) }; ActorKind::ALL.len()];
 
 /// Fire lateness buckets, 0.5 ms to 10 s (seconds).
 const LATENESS_BUCKETS: &[f64] = &[
@@ -199,7 +204,10 @@ pub fn live_add(kind: ActorKind, delta: f64) {
 }
 
 /// One fire or attempt, by outcome: `success`, `http_error`, `timeout`, `connect_error`,
-/// `request_error`, `skipped_overlap`, `rate_limited_delay`, `cancelled`.
+/// `request_error`, `skipped_overlap`, `rate_limited_delay`, `cancelled`; in cluster mode
+/// also `fenced` (not fired: the node's lease lapsed), `guard_taken` (another node, or an
+/// earlier run, sent this slot), `guard_unavailable` (fired without the guard: Redis did not
+/// answer).
 pub fn fire(outcome: &'static str) {
     thread_local! {
         static FIRES: RefCell<HashMap<usize, Counter>> = RefCell::new(HashMap::new());
@@ -242,4 +250,29 @@ pub fn wheel_timers(level: &'static str, n: usize) {
 pub fn persistence_batch(size: usize, commit_seconds: f64) {
     histogram!("tickwheel_persistence_batch_size").record(size as f64);
     histogram!("tickwheel_persistence_commit_seconds").record(commit_seconds);
+}
+
+/// Live members of the cluster, as this node sees them.
+pub fn cluster_members(n: usize) {
+    gauge!("tickwheel_cluster_members").set(n as f64);
+}
+
+/// Partitions this node owns.
+pub fn partitions_owned(n: usize) {
+    gauge!("tickwheel_partitions_owned").set(n as f64);
+}
+
+/// Change notices, by `published`, `publish_failed`, `received`.
+pub fn cluster_notice(what: &'static str) {
+    counter!("tickwheel_cluster_notices_total", "event" => what).increment(1);
+}
+
+/// Schedule writes dropped because this node no longer holds the task's partition.
+pub fn fenced_writes(n: usize) {
+    counter!("tickwheel_fenced_writes_total").increment(n as u64);
+}
+
+/// Partitions claimed by this node (each hand-over to it counts one).
+pub fn partitions_claimed(n: usize) {
+    counter!("tickwheel_partitions_claimed_total").increment(n as u64);
 }

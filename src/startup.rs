@@ -14,11 +14,16 @@ use secrecy::ExposeSecret;
 
 use crate::actors::dispatch::{Dispatcher, HttpWorker, WorkerSettings};
 use crate::actors::outbox::Outbox;
-use crate::actors::persistence::{Flush, Persist, PersistenceActor};
-use crate::actors::registry::{DrainAll, Recover, RegistryDeps, TaskRegistry};
+use crate::actors::persistence::{Fence, Flush, Persist, PersistenceActor};
+use crate::actors::registry::{
+    AwaitHandOver, DrainAll, Recover, RegistryCluster, RegistryDeps, TaskRegistry,
+};
 use crate::actors::wheel::{TimingWheel, WheelOp, WheelOps};
 use crate::api::metrics::MetricsState;
 use crate::api::{self, AppState};
+use crate::cluster::membership::{Close, Leave, Membership, MembershipSettings};
+use crate::cluster::redis::ClusterRedis;
+use crate::cluster::{FireGuard, Lease};
 use crate::config::{Settings, DEFAULT_JWT_SECRET};
 use crate::crypto::Cipher;
 use crate::metrics::ActorKind;
@@ -38,6 +43,23 @@ pub struct Application {
     registry: Addr<TaskRegistry>,
     ready: Arc<AtomicBool>,
     shutdown_timeout: Duration,
+    membership: Option<Addr<Membership>>,
+}
+
+/// Cluster mode: who this process is.
+struct Identity {
+    node_id: String,
+    /// `node_id/incarnation`: unique per process; partition claims record it.
+    owner: String,
+}
+
+/// The host name, for a default node id.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "node".into())
 }
 
 impl Application {
@@ -53,7 +75,8 @@ impl Application {
             Cipher::load_or_create(&settings.crypto.key_file)
                 .with_context(|| "while loading crypto.key_file")?,
         );
-        let db = store::connect(&settings.database.url, settings.database.max_connections)
+        // One connection: on MySQL the migrations run under a lock that belongs to it.
+        let db = store::connect(&settings.database.url, 1)
             .await
             .with_context(|| "while connecting to database.url")?;
         store::migrate(&db)
@@ -75,11 +98,54 @@ impl Application {
             None
         };
 
+        // Bound early: a cluster node's default id and address come from it.
+        let listener = TcpListener::bind(&settings.server.bind)
+            .with_context(|| format!("while binding server.bind = {}", settings.server.bind))?;
+        let address = listener.local_addr()?;
+        let cs = &settings.cluster;
+        let identity = cs.enabled.then(|| {
+            let node_id = if cs.node_id.trim().is_empty() {
+                format!("{}-{}", host_name(), address.port())
+            } else {
+                cs.node_id.trim().to_string()
+            };
+            Identity {
+                owner: format!("{node_id}/{}", uuid::Uuid::new_v4().simple()),
+                node_id,
+            }
+        });
+        let lease = Arc::new(if identity.is_some() {
+            Lease::new()
+        } else {
+            Lease::unlimited()
+        });
+        let redis = match &identity {
+            Some(id) => Some(
+                ClusterRedis::new(
+                    &settings.redis.url,
+                    &cs.root,
+                    id.owner.clone(),
+                    // Long enough to outlast any hand-over of the slot it guards.
+                    Duration::from_millis(cs.session_timeout_ms * 4).max(Duration::from_secs(60)),
+                )
+                .with_context(|| "while reading redis.url")?,
+            ),
+            None => None,
+        };
+
         // On its own arbiter: building and running statements must not hold up the fire path.
         let persistence = {
             let db = db.clone();
+            let fence = identity.as_ref().map(|id| Fence {
+                owner: id.owner.clone(),
+                partitions: cs.partitions,
+            });
             PersistenceActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-                PersistenceActor::new(db)
+                let actor = PersistenceActor::new(db);
+                match fence {
+                    Some(f) => actor.with_fence(f),
+                    None => actor,
+                }
             })
         };
         // Each arbiter is a thread of its own that runs until the system stops; dropping the
@@ -138,8 +204,44 @@ impl Application {
             store: store.clone(),
             default_max_retries: h.max_retries,
             default_backoff_ms: h.backoff_base_ms,
+            partitions: cs.partitions,
+            guard: redis.as_ref().map(|r| {
+                Arc::new(FireGuard {
+                    lease: lease.clone(),
+                    redis: r.clone(),
+                })
+            }),
+            cluster: identity.as_ref().map(|id| RegistryCluster {
+                owner: id.owner.clone(),
+                persistence: persistence.clone(),
+            }),
         })
         .start();
+
+        let membership = match (&identity, &redis) {
+            (Some(id), Some(redis)) => {
+                redis.subscribe(registry.clone().recipient(), registry.clone().recipient());
+                let advertise = if cs.advertise.trim().is_empty() {
+                    address.to_string()
+                } else {
+                    cs.advertise.trim().to_string()
+                };
+                tracing::info!(node_id = %id.node_id, %advertise, zookeeper = %cs.zookeeper, root = %cs.root, "cluster mode");
+                let ms = MembershipSettings {
+                    node_id: id.node_id.clone(),
+                    owner: id.owner.clone(),
+                    address: advertise,
+                    connect: cs.zookeeper.clone(),
+                    root: cs.root.clone(),
+                    session_timeout: Duration::from_millis(cs.session_timeout_ms),
+                    partitions: cs.partitions,
+                };
+                let registry = registry.clone();
+                let lease = lease.clone();
+                Some(Membership::new(ms, registry, lease).start())
+            }
+            _ => None,
+        };
 
         let ready = Arc::new(AtomicBool::new(false));
         let state = web::Data::new(AppState {
@@ -150,11 +252,19 @@ impl Application {
             max_body_bytes: settings.server.max_body_bytes,
             allow_private_targets: h.allow_private_targets,
             ready: ready.clone(),
+            cluster: match (&membership, &redis) {
+                (Some(m), Some(r)) => Some(api::ClusterApi {
+                    membership: m.clone(),
+                    redis: r.clone(),
+                }),
+                _ => None,
+            },
+            partitions: cs.partitions,
+            node_id: identity
+                .as_ref()
+                .map_or_else(|| "standalone".to_string(), |id| id.node_id.clone()),
+            address: address.to_string(),
         });
-
-        let listener = TcpListener::bind(&settings.server.bind)
-            .with_context(|| format!("while binding server.bind = {}", settings.server.bind))?;
-        let address = listener.local_addr()?;
         let shutdown = Duration::from_millis(settings.server.shutdown_timeout_ms);
         let server = HttpServer::new(move || {
             let mut app = App::new().app_data(state.clone());
@@ -182,6 +292,7 @@ impl Application {
             registry,
             ready,
             shutdown_timeout: shutdown,
+            membership,
         })
     }
 
@@ -222,6 +333,27 @@ impl Application {
                 r
             }
         };
+        if let Some(m) = &self.membership {
+            // Leave first: the others take the partitions over while this node keeps firing
+            // them, until their claims are in the database.
+            tracing::info!("shutting down: handing partitions over");
+            let started = std::time::Instant::now();
+            crate::metrics::sent(ActorKind::Membership);
+            let others = m.send(Leave).await.unwrap_or(false);
+            if others {
+                crate::metrics::sent(ActorKind::Registry);
+                let _ = self
+                    .registry
+                    .send(AwaitHandOver {
+                        timeout: self.shutdown_timeout,
+                    })
+                    .await;
+            }
+            tracing::info!(
+                ms = started.elapsed().as_millis() as u64,
+                "partitions handed over"
+            );
+        }
         tracing::info!("shutting down: letting executions in flight finish");
         crate::metrics::sent(ActorKind::Registry);
         match self
@@ -241,6 +373,10 @@ impl Application {
         self.persist_outbox.flush();
         crate::metrics::sent(ActorKind::Persistence);
         let _ = self.persistence.send(Flush).await;
+        if let Some(m) = &self.membership {
+            crate::metrics::sent(ActorKind::Membership);
+            let _ = m.send(Close).await;
+        }
         tracing::info!("shut down");
         result
     }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use entities::{task_logs, tasks};
+use entities::{cluster_partitions, task_logs, tasks};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, OnConflict};
 use sea_orm::{
@@ -58,8 +58,22 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     Database::connect(opts).await
 }
 
+/// Applies the migrations. On MySQL/MariaDB, under a named lock: the nodes of a cluster may
+/// start at the same moment on one database. Give it a pool of one connection (the lock
+/// belongs to the connection that took it).
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
-    Migrator::up(db, None).await
+    let mysql = db.get_database_backend() == sea_orm::DatabaseBackend::MySql;
+    if mysql {
+        db.execute_unprepared("SELECT GET_LOCK('tickwheel_migrations', 120)")
+            .await?;
+    }
+    let result = Migrator::up(db, None).await;
+    if mysql {
+        let _ = db
+            .execute_unprepared("SELECT RELEASE_LOCK('tickwheel_migrations')")
+            .await;
+    }
+    result
 }
 
 fn sqlite_file(url: &str) -> Option<String> {
@@ -187,6 +201,48 @@ impl Store {
             .limit(limit)
             .all(&self.db)
             .await?)
+    }
+
+    /// The ids of every pending or running task (reconciliation in cluster mode).
+    pub async fn active_task_ids(&self) -> Result<Vec<String>, StoreError> {
+        Ok(tasks::Entity::find()
+            .select_only()
+            .column(tasks::Column::TaskId)
+            .filter(tasks::Column::Status.is_in(active_names()))
+            .into_tuple::<String>()
+            .all(&self.db)
+            .await?)
+    }
+
+    /// The rows of the given tasks (those that exist).
+    pub async fn tasks_by_ids(&self, ids: &[String]) -> Result<Vec<tasks::Model>, StoreError> {
+        let mut rows = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            rows.extend(
+                tasks::Entity::find()
+                    .filter(tasks::Column::TaskId.is_in(chunk.iter().cloned()))
+                    .all(&self.db)
+                    .await?,
+            );
+        }
+        Ok(rows)
+    }
+
+    /// Who holds each of `partitions` in `cluster_partitions` (unclaimed ones are absent).
+    pub async fn partition_owners(
+        &self,
+        partitions: &[u32],
+    ) -> Result<Vec<(u32, String)>, StoreError> {
+        let rows = cluster_partitions::Entity::find()
+            .filter(
+                cluster_partitions::Column::PartitionId.is_in(partitions.iter().map(|p| *p as i32)),
+            )
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.partition_id as u32, r.owner))
+            .collect())
     }
 
     /// How many tasks are in each state.
@@ -445,9 +501,34 @@ pub enum Write {
     DeleteTask {
         task_id: String,
     },
+    /// Cluster mode: `owner` takes `partitions` over (one more epoch each). Committed before
+    /// the new owner loads their tasks; from then on the old owner's schedule writes for them
+    /// are fenced off.
+    Claim {
+        partitions: Vec<u32>,
+        owner: String,
+        now: i64,
+    },
 }
 
 impl Write {
+    /// The task whose runtime state this write changes on behalf of the node running it (a
+    /// schedule advance, or a transition made by the task actor — these carry no expected
+    /// version). In cluster mode these apply only while the node still holds the task's
+    /// partition. Logs are not fenced (they are keyed by attempt and never overwrite another
+    /// node's state), nor are the API's writes (a user's change applies whoever runs the task).
+    pub fn fenced_task(&self) -> Option<&str> {
+        match self {
+            Write::Advance { task_id, .. } => Some(task_id),
+            Write::SetStatus {
+                task_id,
+                expected_version: None,
+                ..
+            } => Some(task_id),
+            _ => None,
+        }
+    }
+
     /// The advance this write is, as a row for [`advance_many`].
     pub fn advance_row(&self) -> Option<AdvanceRow<'_>> {
         match self {
@@ -552,7 +633,68 @@ pub async fn apply_write<C: ConnectionTrait>(db: &C, w: &Write) -> Result<u64, D
                 .await?;
             Ok(r.rows_affected)
         }
+        Write::Claim {
+            partitions,
+            owner,
+            now,
+        } => claim_partitions(db, partitions, owner, *now).await,
     }
+}
+
+/// Sets `owner` on every partition given, creating the rows of partitions never claimed.
+async fn claim_partitions<C: ConnectionTrait>(
+    db: &C,
+    partitions: &[u32],
+    owner: &str,
+    now: i64,
+) -> Result<u64, DbErr> {
+    let mut n = 0;
+    for chunk in partitions.chunks(500) {
+        let rows = chunk.iter().map(|p| cluster_partitions::ActiveModel {
+            partition_id: sea_orm::Set(*p as i32),
+            owner: sea_orm::Set(owner.to_owned()),
+            epoch: sea_orm::Set(1),
+            updated_at: sea_orm::Set(now),
+        });
+        n += cluster_partitions::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::column(cluster_partitions::Column::PartitionId)
+                    .update_columns([
+                        cluster_partitions::Column::Owner,
+                        cluster_partitions::Column::UpdatedAt,
+                    ])
+                    .value(
+                        cluster_partitions::Column::Epoch,
+                        Expr::col((
+                            cluster_partitions::Entity,
+                            cluster_partitions::Column::Epoch,
+                        ))
+                        .add(1),
+                    )
+                    .to_owned(),
+            )
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(n)
+}
+
+/// The partitions `owner` holds, read inside the writer's transaction. On MySQL/MariaDB the
+/// rows are share-locked, so a claim by another node waits for this transaction to commit
+/// (and its loading of the tasks then sees these writes); SQLite serialises writers anyway.
+pub async fn owned_partitions<C: ConnectionTrait>(
+    db: &C,
+    owner: &str,
+) -> Result<std::collections::HashSet<u32>, DbErr> {
+    let rows = cluster_partitions::Entity::find()
+        .select_only()
+        .column(cluster_partitions::Column::PartitionId)
+        .filter(cluster_partitions::Column::Owner.eq(owner))
+        .lock_shared()
+        .into_tuple::<i32>()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|p| p as u32).collect())
 }
 
 /// One task's schedule advance, for [`advance_many`].

@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_create_tasks;
 mod m20261125_000002_create_task_logs;
+mod m20261126_000003_create_cluster_partitions;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_create_tasks::Migration),
             Box::new(m20261125_000002_create_task_logs::Migration),
+            Box::new(m20261126_000003_create_cluster_partitions::Migration),
         ]
     }
 }

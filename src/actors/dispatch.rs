@@ -308,7 +308,7 @@ impl Dispatcher {
         if self.workers.is_empty() {
             return None;
         }
-        let h = super::registry::partition_of(task_id) as usize;
+        let h = crate::cluster::partition_of(task_id, 256) as usize;
         self.workers.get(h % self.workers.len())
     }
 

@@ -12,6 +12,7 @@
 //! same `webhook-id`).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -19,7 +20,7 @@ use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use tokio::sync::oneshot;
 
 use crate::metrics::{self, ActorKind};
-use crate::store::{advance_many, apply_write, insert_logs, AdvanceRow, Write};
+use crate::store::{advance_many, apply_write, insert_logs, owned_partitions, AdvanceRow, Write};
 
 /// How long the first write a client waits for gathers company.
 const GATHER: Duration = Duration::from_millis(2);
@@ -58,8 +59,17 @@ enum Item {
     Barrier(oneshot::Sender<()>),
 }
 
+/// Cluster mode: schedule writes for a task apply only while `owner` holds its partition
+/// (see [`Write::fenced_task`]).
+#[derive(Debug, Clone)]
+pub struct Fence {
+    pub owner: String,
+    pub partitions: u32,
+}
+
 pub struct PersistenceActor {
     db: DatabaseConnection,
+    fence: Option<Arc<Fence>>,
     queue: VecDeque<Item>,
     flushing: bool,
     timer: Option<(SpawnHandle, Instant)>,
@@ -74,6 +84,7 @@ impl PersistenceActor {
     pub fn new(db: DatabaseConnection) -> Self {
         Self {
             db,
+            fence: None,
             queue: VecDeque::new(),
             flushing: false,
             timer: None,
@@ -81,6 +92,12 @@ impl PersistenceActor {
             oldest: None,
             newest: None,
         }
+    }
+
+    /// Cluster mode: fences this node's schedule writes by its partition claims.
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = Some(Arc::new(fence));
+        self
     }
 
     fn enqueue(&mut self, item: Item, ctx: &mut Context<Self>) {
@@ -157,8 +174,9 @@ impl PersistenceActor {
             self.newest = None;
         }
         let db = self.db.clone();
+        let fence = self.fence.clone();
         ctx.spawn(
-            async move { apply_batch(&db, batch).await }
+            async move { apply_batch(&db, batch, fence.as_deref()).await }
                 .into_actor(self)
                 .map(|_, act, ctx| {
                     act.flushing = false;
@@ -231,7 +249,10 @@ impl Handler<Flush> for PersistenceActor {
 /// Applies a batch in one transaction. Log rows go in one multi-row insert; of several
 /// schedule advances for one task only the last is written. If the transaction fails, each
 /// write is retried alone so one bad write cannot take the others down with it.
-async fn apply_batch(db: &DatabaseConnection, batch: Vec<Item>) {
+///
+/// With a `fence`, the node's schedule writes for tasks of partitions it no longer holds in
+/// `cluster_partitions` are dropped, checked inside the same transaction.
+async fn apply_batch(db: &DatabaseConnection, batch: Vec<Item>, fence: Option<&Fence>) {
     let started = std::time::Instant::now();
     let size = batch.len();
     let mut writes = Vec::with_capacity(batch.len());
@@ -252,9 +273,35 @@ async fn apply_batch(db: &DatabaseConnection, batch: Vec<Item>) {
         Write::Advance { task_id, .. } => last_advance.get(task_id) != Some(&i),
         _ => false,
     };
+    let fenced_writes = fence.filter(|_| writes.iter().any(|(w, _)| w.fenced_task().is_some()));
 
     let result: Result<Vec<u64>, DbErr> = async {
         let txn = db.begin().await?;
+        // Which of this node's schedule writes still apply: read (and, on MySQL, share-lock)
+        // its claims first, so a claim by another node is ordered after this transaction.
+        let mut fenced = vec![false; writes.len()];
+        if let Some(f) = fenced_writes {
+            let held = owned_partitions(&txn, &f.owner).await?;
+            let mut dropped = 0;
+            for (i, (w, _)) in writes.iter().enumerate() {
+                if let Some(id) = w.fenced_task() {
+                    let p = uuid::Uuid::parse_str(id)
+                        .map(|u| crate::cluster::partition_of(u, f.partitions))
+                        .ok();
+                    if !p.is_some_and(|p| held.contains(&p)) {
+                        fenced[i] = true;
+                        dropped += 1;
+                    }
+                }
+            }
+            if dropped > 0 {
+                tracing::debug!(
+                    dropped,
+                    "schedule writes for partitions this node no longer holds dropped"
+                );
+                metrics::fenced_writes(dropped);
+            }
+        }
         // Task inserts first (a log may belong to a task created in this batch), then all
         // log rows at once, then the rest in arrival order.
         let mut counts = vec![0u64; writes.len()];
@@ -280,7 +327,7 @@ async fn apply_batch(db: &DatabaseConnection, batch: Vec<Item>) {
             match w {
                 Write::InsertTask(_) => {}
                 Write::Log(_) => counts[i] = 1,
-                w if superseded(i, w) => {}
+                w if superseded(i, w) || fenced[i] => {}
                 Write::Advance { .. } => {
                     advances.extend(w.advance_row());
                     counts[i] = 1;
@@ -319,7 +366,7 @@ async fn apply_batch(db: &DatabaseConnection, batch: Vec<Item>) {
                     }
                     continue;
                 }
-                let res = apply_alone(db, &w).await;
+                let res = apply_alone(db, &w, fence).await;
                 if let Err(e) = &res {
                     tracing::error!(error = %e, write = write_kind(&w), "write failed");
                 }
@@ -335,8 +382,22 @@ async fn apply_batch(db: &DatabaseConnection, batch: Vec<Item>) {
     }
 }
 
-async fn apply_alone(db: &DatabaseConnection, w: &Write) -> Result<u64, DbErr> {
+async fn apply_alone(
+    db: &DatabaseConnection,
+    w: &Write,
+    fence: Option<&Fence>,
+) -> Result<u64, DbErr> {
     let txn = db.begin().await?;
+    if let (Some(f), Some(id)) = (fence, w.fenced_task()) {
+        let held = owned_partitions(&txn, &f.owner).await?;
+        let p = uuid::Uuid::parse_str(id)
+            .map(|u| crate::cluster::partition_of(u, f.partitions))
+            .ok();
+        if !p.is_some_and(|p| held.contains(&p)) {
+            metrics::fenced_writes(1);
+            return Ok(0);
+        }
+    }
     let n = apply_write(&txn, w).await?;
     txn.commit().await?;
     Ok(n)
@@ -350,5 +411,6 @@ fn write_kind(w: &Write) -> &'static str {
         Write::Advance { .. } => "advance",
         Write::Log(_) => "log",
         Write::DeleteTask { .. } => "delete_task",
+        Write::Claim { .. } => "claim",
     }
 }

@@ -2,20 +2,29 @@
 //! active tasks from storage at start-up (recovery), starts a supervised actor for each new
 //! task, hands redefinitions to the right actor and lets actors go when their task ends.
 //!
-//! The task space is cut into [`PARTITIONS`] partitions by a stable hash of the task id, and
-//! the registry runs the tasks of the partitions it owns. A single node owns all of them;
-//! cluster membership will narrow that set (`owns`).
+//! The task space is cut into `cluster.partitions` partitions by a stable hash of the task
+//! id ([`crate::cluster::partition_of`]), and the registry runs the tasks of the partitions it
+//! owns. A single node owns all of them. In cluster mode the Membership actor tells it which
+//! it owns ([`Owned`]): it claims the partitions it gains in the database and then loads their
+//! tasks; it hands the ones it loses over (their actors run until the new owner's claim is
+//! seen); it applies the change notices other nodes publish ([`Changed`]), and every
+//! [`RECONCILE_EVERY`] it compares its actors with the database, so that a lost notice is a
+//! delay and never a loss.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use sea_orm::DbErr;
 use uuid::Uuid;
 
+use super::persistence::{Commit, PersistenceActor};
 use super::task::{Drain, Finished, Redefine, Stop, TaskActor, TaskDeps};
+use crate::cluster::redis::{ChangeKind, Changed, Resubscribed};
+use crate::cluster::{partition_of, FireGuard};
 use crate::metrics::{self, ActorKind};
-use crate::store::{ActiveTask, StoreError};
+use crate::store::{ActiveTask, StoreError, Write};
 
 /// Starts an actor for a newly created (and committed) task.
 #[derive(Message)]
@@ -49,6 +58,41 @@ pub struct DrainAll {
     pub timeout: std::time::Duration,
 }
 
+/// Cluster mode: the partitions this node owns now. The ones it gains are claimed in the
+/// database and their tasks loaded; with `hand_over`, the actors of the ones it loses run on
+/// until the new owner's claim is in the database (at most [`HAND_OVER_MAX`]), without it
+/// (the session was lost) they stop at once.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Owned {
+    pub partitions: Vec<u32>,
+    pub hand_over: bool,
+}
+
+/// Resolves once no partition is being handed over, or after `timeout`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AwaitHandOver {
+    pub timeout: Duration,
+}
+
+/// How long a lost partition's actors wait for the new owner's claim at most.
+const HAND_OVER_MAX: Duration = Duration::from_secs(10);
+/// How often the registry compares its actors with the database in cluster mode.
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
+/// How often claims of partitions being handed over are looked up.
+const CLAIM_POLL: Duration = Duration::from_millis(100);
+/// A task that finished here is not brought back by a reconciliation for this long (its
+/// final state may still be on its way to the database).
+const FINISHED_MEMORY: Duration = Duration::from_secs(10);
+
+/// What the registry needs in cluster mode.
+pub struct RegistryCluster {
+    /// This node's owner token (`node_id/incarnation`), as claims record it.
+    pub owner: String,
+    pub persistence: Addr<PersistenceActor>,
+}
+
 /// The parts of [`TaskDeps`] the registry is given; it adds itself.
 pub struct RegistryDeps {
     pub wheel: Arc<super::outbox::Outbox<super::wheel::WheelOp>>,
@@ -57,46 +101,121 @@ pub struct RegistryDeps {
     pub store: crate::store::Store,
     pub default_max_retries: u32,
     pub default_backoff_ms: u64,
+    /// `cluster.partitions`.
+    pub partitions: u32,
+    /// Cluster mode: the lease and the Redis guard every fire goes through.
+    pub guard: Option<Arc<FireGuard>>,
+    pub cluster: Option<RegistryCluster>,
 }
 
-/// How many partitions the task space is cut into.
-pub const PARTITIONS: u32 = 256;
-
-/// The partition of a task: FNV-1a over the id's bytes, so every node and every version
-/// computes the same value.
-pub fn partition_of(task_id: Uuid) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in task_id.as_bytes() {
-        h ^= u32::from(*b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h % PARTITIONS
+struct ClusterState {
+    owner: String,
+    persistence: Addr<PersistenceActor>,
+    /// Lost partitions whose actors still run, until the new owner's claim or the deadline.
+    releasing: HashMap<u32, Instant>,
+    checking_claims: bool,
+    hand_over_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Claims and loads under way; the first finished one makes the node ready.
+    loads: usize,
+    loaded: bool,
+    load_waiters: Vec<tokio::sync::oneshot::Sender<usize>>,
+    reconciling: bool,
+    recently_finished: HashMap<Uuid, Instant>,
 }
 
 pub struct TaskRegistry {
+    partitions: u32,
     /// `owned[p]`: whether this node runs partition `p`.
     owned: Vec<bool>,
     base: Option<RegistryDeps>,
     deps: Option<Arc<TaskDeps>>,
     tasks: HashMap<Uuid, Addr<TaskActor>>,
+    cluster: Option<ClusterState>,
 }
 
 impl TaskRegistry {
-    pub fn new(deps: RegistryDeps) -> Self {
+    pub fn new(mut deps: RegistryDeps) -> Self {
+        let partitions = deps.partitions.max(1);
+        let cluster = deps.cluster.take().map(|c| ClusterState {
+            owner: c.owner,
+            persistence: c.persistence,
+            releasing: HashMap::new(),
+            checking_claims: false,
+            hand_over_waiters: Vec::new(),
+            loads: 0,
+            loaded: false,
+            load_waiters: Vec::new(),
+            reconciling: false,
+            recently_finished: HashMap::new(),
+        });
+        // A single node owns everything; a cluster member nothing until told.
+        let owned = vec![cluster.is_none(); partitions as usize];
         Self {
-            owned: vec![true; PARTITIONS as usize],
+            partitions,
+            owned,
             base: Some(deps),
             deps: None,
             tasks: HashMap::new(),
+            cluster,
         }
+    }
+
+    fn partition(&self, task_id: Uuid) -> u32 {
+        partition_of(task_id, self.partitions)
     }
 
     /// Whether this node runs `task_id`.
     fn owns(&self, task_id: Uuid) -> bool {
         self.owned
-            .get(partition_of(task_id) as usize)
+            .get(self.partition(task_id) as usize)
             .copied()
             .unwrap_or(false)
+    }
+
+    /// Stops the actors of tasks this node does not own, in `only` when given.
+    fn stop_unowned(&mut self, only: Option<&HashSet<u32>>) {
+        let (owned, n) = (&self.owned, self.partitions);
+        let gone: Vec<Uuid> = self
+            .tasks
+            .keys()
+            .filter(|id| {
+                let p = partition_of(**id, n);
+                !owned[p as usize] && only.is_none_or(|o| o.contains(&p))
+            })
+            .copied()
+            .collect();
+        for id in &gone {
+            if let Some(addr) = self.tasks.remove(id) {
+                metrics::sent(ActorKind::Task);
+                addr.do_send(Stop);
+            }
+        }
+        if !gone.is_empty() {
+            tracing::info!(
+                tasks = gone.len(),
+                "stopped the tasks of partitions handed over"
+            );
+        }
+        metrics::live(ActorKind::Task, self.tasks.len());
+    }
+
+    fn loaded(&mut self, n: usize) {
+        if let Some(c) = &mut self.cluster {
+            c.loaded = true;
+            for w in c.load_waiters.drain(..) {
+                let _ = w.send(n);
+            }
+        }
+    }
+
+    fn hand_over_done(&mut self) {
+        if let Some(c) = &mut self.cluster {
+            if c.releasing.is_empty() {
+                for w in c.hand_over_waiters.drain(..) {
+                    let _ = w.send(());
+                }
+            }
+        }
     }
 
     fn spawn(&mut self, task: ActiveTask, replace: bool) {
@@ -141,7 +260,12 @@ impl Actor for TaskRegistry {
                 store: b.store,
                 default_max_retries: b.default_max_retries,
                 default_backoff_ms: b.default_backoff_ms,
+                guard: b.guard,
             }));
+        }
+        if self.cluster.is_some() {
+            ctx.run_interval(CLAIM_POLL, |act, ctx| act.check_claims(ctx));
+            ctx.run_interval(RECONCILE_EVERY, |act, ctx| act.reconcile(ctx));
         }
     }
 }
@@ -189,6 +313,9 @@ impl Handler<Finished> for TaskRegistry {
 
     fn handle(&mut self, msg: Finished, _: &mut Self::Context) {
         let _m = metrics::handling(ActorKind::Registry, "Finished");
+        if let Some(c) = &mut self.cluster {
+            c.recently_finished.insert(msg.task_id, Instant::now());
+        }
         if let Some(addr) = self.tasks.remove(&msg.task_id) {
             metrics::sent(ActorKind::Task);
             addr.do_send(Stop);
@@ -208,59 +335,91 @@ struct Recovered(Vec<ActiveTask>);
 impl Handler<Recover> for TaskRegistry {
     type Result = ResponseFuture<Result<usize, StoreError>>;
 
-    /// Reads the active tasks a page at a time (decrypting and checking each row off the
-    /// registry's mailbox) and starts each page's actors: peak memory stays at one page of
-    /// rows, and the registry keeps answering meanwhile.
+    /// Single node: loads every active task. Cluster mode: resolves once the tasks of the
+    /// first partitions assigned to this node are loaded.
     fn handle(&mut self, _: Recover, ctx: &mut Self::Context) -> Self::Result {
         let _m = metrics::handling(ActorKind::Registry, "Recover");
+        if let Some(c) = &mut self.cluster {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if c.loaded {
+                let _ = tx.send(self.tasks.len());
+            } else {
+                c.load_waiters.push(tx);
+            }
+            return Box::pin(async move {
+                rx.await
+                    .map_err(|_| StoreError::Db(DbErr::Custom("the registry stopped".into())))
+            });
+        }
         let Some(deps) = self.deps.clone() else {
             return Box::pin(async { Ok(0) });
         };
-        let store = deps.store.clone();
-        let me = ctx.address();
-        Box::pin(async move {
-            // A pipeline: the next page is read while this one is checked (on a blocking
-            // thread) and the one before is started (in the registry).
-            let fetch = |after: Option<String>| {
-                let store = store.clone();
-                actix_rt::spawn(async move {
-                    store
-                        .active_tasks_page(after.as_deref(), RECOVERY_PAGE)
-                        .await
-                })
-            };
-            let joined = |e: tokio::task::JoinError| StoreError::Db(DbErr::Custom(e.to_string()));
-            let mut next = Some(fetch(None));
-            let mut n = 0;
-            while let Some(pending) = next.take() {
-                let rows = pending.await.map_err(joined)??;
-                if rows.len() as u64 == RECOVERY_PAGE {
-                    next = rows.last().map(|m| fetch(Some(m.task_id.clone())));
-                }
-                let store = store.clone();
-                let page = tokio::task::spawn_blocking(move || {
-                    rows.iter()
-                        .filter_map(|m| match store.active_task(m) {
-                            Ok(t) => Some(t),
-                            Err(e) => {
-                                tracing::error!(task_id = %m.task_id, error = %e, "cannot recover task; left as it is");
-                                None
-                            }
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .await
-                .map_err(joined)?;
-                n += page.len();
-                metrics::sent(ActorKind::Registry);
-                if me.send(Recovered(page)).await.is_err() {
-                    // The registry stopped: the node is shutting down.
-                    break;
-                }
-            }
-            Ok(n)
-        })
+        Box::pin(load_tasks(
+            deps.store.clone(),
+            ctx.address(),
+            self.partitions,
+            None,
+        ))
     }
+}
+
+/// Reads the active tasks a page at a time (decrypting and checking each row off the
+/// registry's mailbox; with `only`, just the rows of those partitions) and has the registry
+/// start each page's actors: peak memory stays at one page of rows, and the registry keeps
+/// answering meanwhile.
+async fn load_tasks(
+    store: crate::store::Store,
+    me: Addr<TaskRegistry>,
+    partitions: u32,
+    only: Option<Arc<HashSet<u32>>>,
+) -> Result<usize, StoreError> {
+    // A pipeline: the next page is read while this one is checked (on a blocking thread)
+    // and the one before is started (in the registry).
+    let fetch = |after: Option<String>| {
+        let store = store.clone();
+        actix_rt::spawn(async move {
+            store
+                .active_tasks_page(after.as_deref(), RECOVERY_PAGE)
+                .await
+        })
+    };
+    let joined = |e: tokio::task::JoinError| StoreError::Db(DbErr::Custom(e.to_string()));
+    let mut next = Some(fetch(None));
+    let mut n = 0;
+    while let Some(pending) = next.take() {
+        let rows = pending.await.map_err(joined)??;
+        if rows.len() as u64 == RECOVERY_PAGE {
+            next = rows.last().map(|m| fetch(Some(m.task_id.clone())));
+        }
+        let store = store.clone();
+        let only = only.clone();
+        let page = tokio::task::spawn_blocking(move || {
+            rows.iter()
+                .filter(|m| {
+                    only.as_ref().is_none_or(|o| {
+                        Uuid::parse_str(&m.task_id)
+                            .is_ok_and(|id| o.contains(&partition_of(id, partitions)))
+                    })
+                })
+                .filter_map(|m| match store.active_task(m) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        tracing::error!(task_id = %m.task_id, error = %e, "cannot recover task; left as it is");
+                        None
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(joined)?;
+        n += page.len();
+        metrics::sent(ActorKind::Registry);
+        if me.send(Recovered(page)).await.is_err() {
+            // The registry stopped: the node is shutting down.
+            break;
+        }
+    }
+    Ok(n)
 }
 
 impl Handler<Recovered> for TaskRegistry {
@@ -295,24 +454,402 @@ impl Handler<DrainAll> for TaskRegistry {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+// ---- cluster mode ----
 
-    #[test]
-    fn a_task_always_maps_to_the_same_partition_in_range() {
-        let id = Uuid::parse_str("550e8400-e29b-41d4-a716-446655440000").unwrap();
-        assert_eq!(partition_of(id), partition_of(id));
-        assert!(partition_of(id) < PARTITIONS);
+impl Handler<Owned> for TaskRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Owned, ctx: &mut Self::Context) {
+        let _m = metrics::handling(ActorKind::Registry, "Owned");
+        let n = self.partitions;
+        let mut now_owned = vec![false; n as usize];
+        for p in &msg.partitions {
+            if let Some(o) = now_owned.get_mut(*p as usize) {
+                *o = true;
+            }
+        }
+        let gained: Vec<u32> = (0..n)
+            .filter(|p| now_owned[*p as usize] && !self.owned[*p as usize])
+            .collect();
+        let lost: Vec<u32> = (0..n)
+            .filter(|p| !now_owned[*p as usize] && self.owned[*p as usize])
+            .collect();
+        self.owned = now_owned;
+        let Some(c) = &mut self.cluster else { return };
+        for p in &gained {
+            c.releasing.remove(p);
+        }
+        if msg.hand_over {
+            let deadline = Instant::now() + HAND_OVER_MAX;
+            for p in &lost {
+                c.releasing.insert(*p, deadline);
+            }
+        } else {
+            c.releasing.clear();
+            self.stop_unowned(None);
+        }
+        tracing::info!(
+            gained = gained.len(),
+            lost = lost.len(),
+            hand_over = msg.hand_over,
+            "partition ownership changed"
+        );
+        self.hand_over_done();
+        let Some(c) = &mut self.cluster else { return };
+        if gained.is_empty() {
+            if c.loads == 0 {
+                self.loaded(0);
+            }
+            return;
+        }
+        let Some(deps) = self.deps.clone() else {
+            return;
+        };
+        c.loads += 1;
+        let persistence = c.persistence.clone();
+        let owner = c.owner.clone();
+        let me = ctx.address();
+        actix_rt::spawn(async move {
+            let only = Arc::new(gained.iter().copied().collect::<HashSet<u32>>());
+            // Claimed before loading: from the commit on, the old owner's schedule writes
+            // for these partitions are fenced off, and what it wrote before is read here.
+            let mut result = Err(StoreError::Db(DbErr::Custom("not claimed".into())));
+            for attempt in 0..10u32 {
+                metrics::sent(ActorKind::Persistence);
+                let claimed = persistence
+                    .send(Commit(Write::Claim {
+                        partitions: gained.clone(),
+                        owner: owner.clone(),
+                        now: crate::time::now_ms(),
+                    }))
+                    .await;
+                match claimed {
+                    Ok(Ok(_)) => {
+                        metrics::partitions_claimed(gained.len());
+                        result = load_tasks(deps.store.clone(), me.clone(), n, Some(only)).await;
+                        break;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, attempt, "claiming partitions failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Err(_) => return,
+                }
+            }
+            metrics::sent(ActorKind::Registry);
+            me.do_send(LoadDone(result.map_err(|e| e.to_string())));
+        });
+    }
+}
+
+/// A claim-and-load of gained partitions finished.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct LoadDone(Result<usize, String>);
+
+impl Handler<LoadDone> for TaskRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: LoadDone, _: &mut Self::Context) {
+        let _m = metrics::handling(ActorKind::Registry, "LoadDone");
+        let Some(c) = &mut self.cluster else { return };
+        c.loads = c.loads.saturating_sub(1);
+        match msg.0 {
+            Ok(n) => tracing::info!(tasks = n, "tasks of gained partitions loaded"),
+            // The next reconciliation loads what is missing.
+            Err(e) => tracing::error!(error = %e, "loading the tasks of gained partitions failed"),
+        }
+        let n = self.tasks.len();
+        self.loaded(n);
+    }
+}
+
+impl Handler<AwaitHandOver> for TaskRegistry {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: AwaitHandOver, _: &mut Self::Context) -> Self::Result {
+        let _m = metrics::handling(ActorKind::Registry, "AwaitHandOver");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        match &mut self.cluster {
+            Some(c) if !c.releasing.is_empty() => c.hand_over_waiters.push(tx),
+            _ => {
+                let _ = tx.send(());
+            }
+        }
+        Box::pin(async move {
+            let _ = tokio::time::timeout(msg.timeout, rx).await;
+        })
+    }
+}
+
+/// The owners recorded for partitions being handed over.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ClaimsSeen(Result<Vec<(u32, String)>, String>);
+
+impl TaskRegistry {
+    fn check_claims(&mut self, ctx: &mut Context<Self>) {
+        let Some(deps) = self.deps.clone() else {
+            return;
+        };
+        let Some(c) = &mut self.cluster else { return };
+        if c.releasing.is_empty() || c.checking_claims {
+            return;
+        }
+        c.checking_claims = true;
+        let ids: Vec<u32> = c.releasing.keys().copied().collect();
+        let me = ctx.address();
+        actix_rt::spawn(async move {
+            let seen = deps
+                .store
+                .partition_owners(&ids)
+                .await
+                .map_err(|e| e.to_string());
+            metrics::sent(ActorKind::Registry);
+            me.do_send(ClaimsSeen(seen));
+        });
     }
 
-    #[test]
-    fn task_ids_spread_over_the_partitions() {
-        let mut seen = vec![0u32; PARTITIONS as usize];
-        for _ in 0..(PARTITIONS * 64) {
-            seen[partition_of(Uuid::new_v4()) as usize] += 1;
+    fn reconcile(&mut self, ctx: &mut Context<Self>) {
+        let Some(deps) = self.deps.clone() else {
+            return;
+        };
+        let Some(c) = &mut self.cluster else { return };
+        let now = Instant::now();
+        c.recently_finished
+            .retain(|_, at| now.duration_since(*at) < FINISHED_MEMORY);
+        if !c.loaded || c.loads > 0 || c.reconciling {
+            return;
         }
-        // 64 expected per partition; none empty, none wildly over.
-        assert!(seen.iter().all(|n| *n > 16 && *n < 160), "{seen:?}");
+        c.reconciling = true;
+        let me = ctx.address();
+        actix_rt::spawn(async move {
+            let ids = deps
+                .store
+                .active_task_ids()
+                .await
+                .map_err(|e| e.to_string());
+            metrics::sent(ActorKind::Registry);
+            me.do_send(ActiveIds(ids));
+        });
+    }
+
+    /// Reloads the given tasks from the database and applies what it says: start, redefine
+    /// (with `redefine`), or stop.
+    fn reload(
+        &mut self,
+        ids: Vec<Uuid>,
+        redefine: bool,
+        reschedule: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(deps) = self.deps.clone() else {
+            return;
+        };
+        if ids.is_empty() {
+            return;
+        }
+        let me = ctx.address();
+        actix_rt::spawn(async move {
+            let keys: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+            let rows = match deps.store.tasks_by_ids(&keys).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reloading changed tasks failed; the next reconciliation retries");
+                    return;
+                }
+            };
+            let store = deps.store.clone();
+            let found = tokio::task::spawn_blocking(move || {
+                rows.iter()
+                    .filter_map(|m| match store.active_task(m) {
+                        Ok(t) => Some(t),
+                        Err(e) => {
+                            tracing::error!(task_id = %m.task_id, error = %e, "cannot load task");
+                            None
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            metrics::sent(ActorKind::Registry);
+            me.do_send(Reloaded {
+                ids,
+                found,
+                redefine,
+                reschedule,
+            });
+        });
+    }
+}
+
+impl Handler<ClaimsSeen> for TaskRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: ClaimsSeen, _: &mut Self::Context) {
+        let _m = metrics::handling(ActorKind::Registry, "ClaimsSeen");
+        let Some(c) = &mut self.cluster else { return };
+        c.checking_claims = false;
+        let seen = match msg.0 {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading partition claims failed");
+                Vec::new()
+            }
+        };
+        let now = Instant::now();
+        let mut done: HashSet<u32> = seen
+            .into_iter()
+            .filter(|(_, owner)| *owner != c.owner)
+            .map(|(p, _)| p)
+            .filter(|p| c.releasing.contains_key(p))
+            .collect();
+        done.extend(
+            c.releasing
+                .iter()
+                .filter(|(_, deadline)| now >= **deadline)
+                .map(|(p, _)| *p),
+        );
+        if done.is_empty() {
+            return;
+        }
+        for p in &done {
+            c.releasing.remove(p);
+        }
+        self.stop_unowned(Some(&done));
+        self.hand_over_done();
+    }
+}
+
+/// The ids of every active task, for a reconciliation.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ActiveIds(Result<Vec<String>, String>);
+
+impl Handler<ActiveIds> for TaskRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: ActiveIds, ctx: &mut Self::Context) {
+        let _m = metrics::handling(ActorKind::Registry, "ActiveIds");
+        let Some(c) = &mut self.cluster else { return };
+        c.reconciling = false;
+        let ids = match msg.0 {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(error = %e, "reconciliation could not read the active tasks");
+                return;
+            }
+        };
+        let active: HashSet<Uuid> = ids.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect();
+        let recently: HashSet<Uuid> = c.recently_finished.keys().copied().collect();
+        let missing: Vec<Uuid> = active
+            .iter()
+            .filter(|id| self.owns(**id) && !self.tasks.contains_key(id) && !recently.contains(id))
+            .copied()
+            .collect();
+        // Running here but no longer active in the database: a lost cancel or delete.
+        // Checked again row by row before stopping (it may have been created just now).
+        let extra: Vec<Uuid> = self
+            .tasks
+            .keys()
+            .filter(|id| !active.contains(id))
+            .copied()
+            .collect();
+        if !missing.is_empty() || !extra.is_empty() {
+            tracing::info!(
+                missing = missing.len(),
+                extra = extra.len(),
+                "reconciliation found differences"
+            );
+        }
+        let mut check = missing;
+        check.extend(extra);
+        self.reload(check, false, false, ctx);
+    }
+}
+
+/// Tasks read again after a notice or a reconciliation.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Reloaded {
+    ids: Vec<Uuid>,
+    found: Vec<ActiveTask>,
+    redefine: bool,
+    reschedule: bool,
+}
+
+impl Handler<Reloaded> for TaskRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reloaded, _: &mut Self::Context) {
+        let _m = metrics::handling(ActorKind::Registry, "Reloaded");
+        let mut active = HashSet::new();
+        for t in msg.found {
+            if !t.status.is_active() {
+                continue;
+            }
+            active.insert(t.task_id);
+            match self.tasks.get(&t.task_id) {
+                Some(addr) if msg.redefine => {
+                    metrics::sent(ActorKind::Task);
+                    addr.do_send(Redefine {
+                        task: Box::new(t),
+                        reschedule: msg.reschedule,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    let recently = self
+                        .cluster
+                        .as_ref()
+                        .is_some_and(|c| c.recently_finished.contains_key(&t.task_id));
+                    if !recently || msg.redefine {
+                        self.spawn(t, false);
+                    }
+                }
+            }
+        }
+        for id in msg.ids {
+            if !active.contains(&id) {
+                if let Some(addr) = self.tasks.remove(&id) {
+                    metrics::sent(ActorKind::Task);
+                    addr.do_send(Stop);
+                }
+            }
+        }
+        metrics::live(ActorKind::Task, self.tasks.len());
+    }
+}
+
+impl Handler<Changed> for TaskRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Changed, ctx: &mut Self::Context) {
+        let _m = metrics::handling(ActorKind::Registry, "Changed");
+        match msg.kind {
+            ChangeKind::Stop => {
+                if let Some(addr) = self.tasks.remove(&msg.task_id) {
+                    metrics::sent(ActorKind::Task);
+                    addr.do_send(Stop);
+                    metrics::live(ActorKind::Task, self.tasks.len());
+                }
+            }
+            ChangeKind::Upsert => {
+                if self.owns(msg.task_id) || self.tasks.contains_key(&msg.task_id) {
+                    self.reload(vec![msg.task_id], true, msg.reschedule, ctx);
+                }
+            }
+        }
+    }
+}
+
+impl Handler<Resubscribed> for TaskRegistry {
+    type Result = ();
+
+    fn handle(&mut self, _: Resubscribed, ctx: &mut Self::Context) {
+        let _m = metrics::handling(ActorKind::Registry, "Resubscribed");
+        // Notices may have been missed while the subscription was down.
+        self.reconcile(ctx);
     }
 }

@@ -59,6 +59,8 @@ pub struct TaskDeps {
     pub store: Store,
     pub default_max_retries: u32,
     pub default_backoff_ms: u64,
+    /// Cluster mode: the lease and the Redis guard every fire goes through.
+    pub guard: Option<Arc<crate::cluster::FireGuard>>,
 }
 
 struct InFlight {
@@ -196,6 +198,12 @@ impl TaskActor {
     }
 
     fn send_attempt(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight.is_some() && !self.may_fire() {
+            // A retry after the lease lapsed: given up (the owner decides what runs next).
+            metrics::fire("fenced");
+            self.in_flight = None;
+            return;
+        }
         let Some(f) = &mut self.in_flight else { return };
         if let Some(limiter) = &self.request.limiter {
             if let Err(TryWaitError::Insufficient(wait)) = limiter.try_wait() {
@@ -487,6 +495,17 @@ impl Handler<Fire> for TaskActor {
         }
         let slot = msg.scheduled_ms;
         let next = self.following(slot);
+        if !self.may_fire() {
+            // Cluster mode, cut off from ZooKeeper for too long: this node may no longer own
+            // the task. Not sent; its owner (maybe this node again) runs it.
+            tracing::warn!(task_id = %self.task.task_id, scheduled_ms = slot, "not fired: this node's cluster lease lapsed");
+            metrics::fire("fenced");
+            self.task.next_run_time = next;
+            if let Some(n) = next {
+                self.register(n, ctx);
+            }
+            return;
+        }
         self.task.next_run_time = next;
         if let Some(f) = &self.in_flight {
             tracing::warn!(task_id = %self.task.task_id, scheduled_ms = slot, in_flight = f.slot, "fire skipped: previous execution still in flight");
@@ -527,9 +546,55 @@ impl Handler<Fire> for TaskActor {
             sending: false,
             throttled: false,
         });
-        self.send_attempt(ctx);
+        match self.deps.guard.clone() {
+            None => self.send_attempt(ctx),
+            // Cluster mode: only the node that takes the slot's guard sends it.
+            Some(guard) => {
+                let task_id = self.task.task_id;
+                ctx.spawn(
+                    async move { guard.redis.take_guard(task_id, slot).await }
+                        .into_actor(self)
+                        .map(move |taken, act, ctx| act.guarded(slot, taken, ctx)),
+                );
+            }
+        }
         if let Some(n) = next {
             self.register(n, ctx);
+        }
+    }
+}
+
+impl TaskActor {
+    /// Whether this node may fire now (always, outside cluster mode).
+    fn may_fire(&self) -> bool {
+        self.deps.guard.as_ref().is_none_or(|g| g.lease.valid())
+    }
+
+    /// The guard of `slot` was asked for: send it if taken (or if Redis could not say).
+    fn guarded(
+        &mut self,
+        slot: i64,
+        taken: Result<bool, crate::cluster::redis::RedisError>,
+        ctx: &mut Context<Self>,
+    ) {
+        match &self.in_flight {
+            Some(f) if f.slot == slot && f.attempt == 1 && !self.ended && !self.draining => {}
+            _ => return,
+        }
+        match taken {
+            Ok(true) => self.send_attempt(ctx),
+            Ok(false) => {
+                // Sent already, by another node during a hand-over or by an earlier run.
+                tracing::debug!(task_id = %self.task.task_id, scheduled_ms = slot, "slot already sent elsewhere; not sent again");
+                metrics::fire("guard_taken");
+                self.in_flight = None;
+            }
+            Err(e) => {
+                // Redis is a second line of defence: the slot is not missed for its sake.
+                tracing::warn!(task_id = %self.task.task_id, scheduled_ms = slot, error = %e, "fire guard unavailable; sending anyway");
+                metrics::fire("guard_unavailable");
+                self.send_attempt(ctx);
+            }
         }
     }
 }

@@ -54,6 +54,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         super::users::running_count,
         super::health::healthz,
         super::health::readyz,
+        super::cluster::view,
         openapi_json,
     ),
     components(schemas(
@@ -69,6 +70,8 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         RunningCount,
         MessageResponse,
         ProbeStatus,
+        ClusterViewDoc,
+        ClusterMemberDoc,
         ErrorBody,
         ErrorCode,
         StopCondition,
@@ -81,6 +84,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
     tags(
         (name = "tasks", description = "Create, view, change, cancel and delete tasks; their execution history"),
         (name = "users", description = "A user's tasks"),
+        (name = "cluster", description = "Cluster membership and partition ownership (admin)"),
         (name = "probes", description = "Liveness and readiness (no token)"),
         (name = "docs", description = "This document (no token)"),
     )
@@ -463,6 +467,29 @@ pub struct MessageResponse {
     #[schema(example = "success")]
     pub status: String,
     pub message: String,
+}
+
+/// The cluster as one node sees it.
+#[derive(ToSchema)]
+#[schema(as = ClusterView)]
+pub struct ClusterViewDoc {
+    /// This node's id (`standalone` in single-node mode).
+    #[schema(example = "n1")]
+    pub node_id: String,
+    /// The live members, each with the partitions it owns.
+    pub members: Vec<ClusterMemberDoc>,
+}
+
+/// A live member of the cluster.
+#[derive(ToSchema)]
+#[schema(as = ClusterMember)]
+pub struct ClusterMemberDoc {
+    #[schema(example = "n1")]
+    pub node_id: String,
+    /// The address its API is reached at.
+    #[schema(example = "127.0.0.1:8081")]
+    pub address: String,
+    pub partitions: Vec<u32>,
 }
 
 /// A probe's answer.

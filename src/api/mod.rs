@@ -1,5 +1,6 @@
 //! The REST API: thin handlers over the domain, the store and the actors.
 
+pub mod cluster;
 pub mod docs;
 pub mod error;
 pub mod health;
@@ -32,6 +33,19 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub allow_private_targets: bool,
     pub ready: Arc<AtomicBool>,
+    /// Cluster mode: membership (for `/api/v1/cluster`) and the change notices.
+    pub cluster: Option<ClusterApi>,
+    /// `cluster.partitions`.
+    pub partitions: u32,
+    /// This node's id (cluster mode) or `standalone`, and the address it serves on.
+    pub node_id: String,
+    pub address: String,
+}
+
+#[derive(Clone)]
+pub struct ClusterApi {
+    pub membership: Addr<crate::cluster::membership::Membership>,
+    pub redis: crate::cluster::redis::ClusterRedis,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -65,6 +79,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/api/v1/users/{user_id}/tasks/running-count")
             .route(web::get().to(users::running_count))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/cluster")
+            .route(web::get().to(cluster::view))
             .default_service(web::to(method_not_allowed)),
     )
     .route("/healthz", web::get().to(health::healthz))

@@ -11,6 +11,7 @@ use crate::actors::persistence::Commit;
 use crate::actors::registry::{Activate, Deactivate, Replace};
 use crate::actors::task::Stop;
 use crate::auth::Principal;
+use crate::cluster::redis::{ChangeKind, Changed};
 use crate::domain::{apply_patch, parse_create, parse_patch, FieldError, TaskStatus};
 use crate::net::{check_url, OutboundError};
 use crate::store::{anchor_for, schedule_of, ActiveTask, Write};
@@ -33,6 +34,26 @@ async fn load_owned(
     match state.store.get_task(task_id).await? {
         Some(m) if who.may_act_for(m.user_id) => Ok(m),
         _ => Err(ApiError::task_not_found()),
+    }
+}
+
+/// Cluster mode: tells the task's owner (whichever node it is) about a committed change.
+/// Awaited (briefly) so the owner hears of it before the client does; a notice that cannot
+/// be sent is a delay — the owner's reconciliation finds the change — never a loss.
+async fn notify(state: &AppState, task_id: Uuid, kind: ChangeKind, reschedule: bool) {
+    let Some(c) = &state.cluster else { return };
+    let change = Changed {
+        origin: c.redis.owner().to_string(),
+        task_id,
+        kind,
+        reschedule,
+    };
+    match c.redis.publish(&change).await {
+        Ok(()) => crate::metrics::cluster_notice("published"),
+        Err(e) => {
+            crate::metrics::cluster_notice("publish_failed");
+            tracing::warn!(%task_id, error = %e, "change notice not sent; the owner's reconciliation will pick the change up");
+        }
     }
 }
 
@@ -122,6 +143,7 @@ pub async fn create(
         execution_count: 0,
         consecutive_failures: 0,
     })));
+    notify(&state, task_id, ChangeKind::Upsert, true).await;
     tracing::info!(%task_id, next_run_ms = next, "task created");
     Ok(HttpResponse::Created().json(json!({
         "status": "success",
@@ -332,6 +354,7 @@ pub async fn patch(
                 }),
                 reschedule,
             });
+            notify(&state, task_id, ChangeKind::Upsert, reschedule).await;
             let fresh = load_owned(&state, &who, task_id).await?;
             return Ok(HttpResponse::Ok().json(task_view(&state, &fresh).await?));
         }
@@ -408,6 +431,7 @@ pub async fn cancel(
             }))
             .await??;
         if changed == 1 {
+            notify(&state, task_id, ChangeKind::Stop, false).await;
             tracing::info!(%task_id, "task cancelled");
             return Ok(HttpResponse::Ok().json(json!({
                 "status": "success",
@@ -462,6 +486,7 @@ pub async fn delete(
             task_id: task_id.to_string(),
         }))
         .await??;
+    notify(&state, task_id, ChangeKind::Stop, false).await;
     tracing::info!(%task_id, "task deleted");
     Ok(HttpResponse::Ok().json(json!({
         "status": "success",

@@ -1,0 +1,48 @@
+//! `GET /api/v1/cluster` (admin): this node's id, the live members with their addresses, and
+//! the partitions each owns. A single node shows itself owning every partition.
+
+use actix_web::{web, HttpResponse};
+
+use super::{ApiError, AppState, Auth};
+use crate::cluster::membership::{ClusterView, GetView, MemberView};
+
+/// The cluster as this node sees it.
+///
+/// Needs an admin token. In single-node mode the node is the only member and owns every
+/// partition.
+#[utoipa::path(
+    get,
+    path = "/api/v1/cluster",
+    tag = "cluster",
+    operation_id = "cluster_view",
+    responses(
+        (status = 200, description = "This node and the live members", body = crate::api::docs::ClusterViewDoc,
+            example = json!({"node_id": "n1", "members": [{"node_id": "n1", "address": "127.0.0.1:8081", "partitions": [0, 3]}]})),
+        (status = 401, description = "Missing or invalid bearer token", body = crate::api::docs::ErrorBody),
+        (status = 403, description = "Not an admin token", body = crate::api::docs::ErrorBody),
+        (status = 500, description = "Server fault (the detail is logged, not sent)", body = crate::api::docs::ErrorBody),
+    ),
+    security(("bearer_auth" = []))
+)]
+pub async fn view(state: web::Data<AppState>, Auth(who): Auth) -> Result<HttpResponse, ApiError> {
+    if !who.admin {
+        return Err(ApiError::Forbidden(
+            "token: the cluster view needs an admin token".into(),
+        ));
+    }
+    let view = match &state.cluster {
+        Some(c) => {
+            crate::metrics::sent(crate::metrics::ActorKind::Membership);
+            c.membership.send(GetView).await?
+        }
+        None => ClusterView {
+            node_id: state.node_id.clone(),
+            members: vec![MemberView {
+                node_id: state.node_id.clone(),
+                address: state.address.clone(),
+                partitions: (0..state.partitions).collect(),
+            }],
+        },
+    };
+    Ok(HttpResponse::Ok().json(view))
+}

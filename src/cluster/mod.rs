@@ -1,0 +1,217 @@
+//! Cluster mode: several nodes share one MySQL/MariaDB database, one Redis and one ZooKeeper
+//! ensemble.
+//!
+//! - [`membership`]: the Membership actor — a ZooKeeper session with an ephemeral sequential
+//!   znode per node, a watch on the member list, the partition map computed from it, and the
+//!   node's fencing lease.
+//! - [`redis`]: the fire guard (`SET NX PX` per task and scheduled time) and the change notices
+//!   that carry create/patch/cancel/delete to a task's owner.
+//! - Partition claims live in the database (`cluster_partitions`): see
+//!   [`crate::store::Write::Claim`] and the fence in the persistence actor.
+//!
+//! Why no (task, scheduled time) is delivered twice while the cluster is healthy: a task
+//! fires only on the node running its actor; a node runs the actors of the partitions it
+//! owns by the map every node computes alike from the same member list, and a node whose map
+//! no longer gives it a partition keeps its actors only until the new owner's claim is in the
+//! database, while the new owner claims before it loads. During that overlap both may reach
+//! the same slot, and the Redis guard lets exactly one of them send it. A node that cannot
+//! reach ZooKeeper stops firing after two thirds of the session timeout ([`Lease`]), before
+//! its partitions can be given to others. The database's unique `(task_id, scheduled_time,
+//! attempt)` keeps one log row per attempt whatever happens, and a node's schedule writes for
+//! a partition it no longer holds in `cluster_partitions` are dropped (fencing), so it cannot
+//! overwrite its successor's state.
+//!
+//! Around a hand-over at most the call that was on the wire when its sender died (or was cut
+//! off) is repeated by the new owner, with the same `webhook-id`; a retry waiting out its
+//! backoff on the old owner when the partition moves is not continued (its guard is held
+//! until it expires).
+
+pub mod membership;
+pub mod redis;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+/// The partition of a task: FNV-1a (32 bit) over the id's 16 bytes, modulo `partitions`, so
+/// that every node and every version computes the same value.
+pub fn partition_of(task_id: Uuid, partitions: u32) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in task_id.as_bytes() {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h % partitions.max(1)
+}
+
+/// What every fire goes through in cluster mode: the node's lease, then the Redis guard.
+pub struct FireGuard {
+    pub lease: std::sync::Arc<Lease>,
+    pub redis: redis::ClusterRedis,
+}
+
+/// splitmix64's finaliser: a well-mixed 64-bit value from any input.
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn fnv64(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Rendezvous (highest random weight) assignment: partition `p` goes to the member with the
+/// highest `mix(hash(node_id), p)`. Every node computes the same map from the same member
+/// list, in any order; when a member joins or leaves, only the partitions it wins or held
+/// move. Returns, per partition, the index into `members` of its owner (empty list: none).
+pub fn assign(members: &[&str], partitions: u32) -> Vec<Option<usize>> {
+    let seeds: Vec<u64> = members.iter().map(|m| fnv64(m)).collect();
+    (0..partitions)
+        .map(|p| {
+            let salt = mix64(u64::from(p).wrapping_add(0x9e37_79b9_7f4a_7c15));
+            seeds
+                .iter()
+                .enumerate()
+                // Ties (never in practice) go to the smaller node id, so still deterministic.
+                .max_by(|(i, a), (j, b)| {
+                    mix64(**a ^ salt)
+                        .cmp(&mix64(**b ^ salt))
+                        .then_with(|| members[*j].cmp(members[*i]))
+                })
+                .map(|(i, _)| i)
+        })
+        .collect()
+}
+
+/// The node's right to fire: valid until two thirds of a session timeout after the last
+/// request ZooKeeper answered was sent (the server cannot expire the session before one full
+/// timeout after it heard from us). A node that is cut off, or frozen (SIGSTOP), therefore
+/// stops firing before its partitions can be given to anyone else.
+#[derive(Debug)]
+pub struct Lease {
+    base: Instant,
+    /// Milliseconds after `base` until which firing is allowed; 0: not allowed.
+    until_ms: AtomicU64,
+}
+
+impl Default for Lease {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Lease {
+    /// A lease that allows nothing until extended.
+    pub fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            until_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Always valid: single-node mode.
+    pub fn unlimited() -> Self {
+        Self {
+            base: Instant::now(),
+            until_ms: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// ZooKeeper answered a request sent at `sent`: firing is allowed until `sent + validity`.
+    pub fn extend(&self, sent: Instant, validity: Duration) {
+        let until = sent.saturating_duration_since(self.base) + validity;
+        self.until_ms
+            .fetch_max(until.as_millis() as u64, Ordering::AcqRel);
+    }
+
+    pub fn revoke(&self) {
+        self.until_ms.store(0, Ordering::Release);
+    }
+
+    pub fn valid(&self) -> bool {
+        let until = self.until_ms.load(Ordering::Acquire);
+        until == u64::MAX || (self.base.elapsed().as_millis() as u64) < until
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_always_maps_to_the_same_partition_in_range() {
+        let id = Uuid::parse_str("550e8400-e29b-41d4-a716-446655440000").unwrap();
+        assert_eq!(partition_of(id, 256), partition_of(id, 256));
+        assert!(partition_of(id, 64) < 64);
+        // The documented hash, pinned: nodes of different versions must agree on it.
+        let nil = Uuid::nil();
+        let mut h: u32 = 0x811c_9dc5;
+        for _ in 0..16 {
+            // Every byte of the nil id is 0: the xor changes nothing.
+            h = h.wrapping_mul(0x0100_0193);
+        }
+        assert_eq!(partition_of(nil, 1000), h % 1000);
+    }
+
+    #[test]
+    fn every_partition_has_exactly_one_owner_and_all_members_get_some() {
+        let members = ["n1", "n2", "n3"];
+        let map = assign(&members, 256);
+        assert_eq!(map.len(), 256);
+        let mut per = [0usize; 3];
+        for o in &map {
+            per[o.expect("an owner")] += 1;
+        }
+        assert!(per.iter().all(|n| *n > 50), "{per:?}");
+        assert!(assign(&[], 8).iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn the_map_does_not_depend_on_the_order_of_the_member_list() {
+        let a = assign(&["n1", "n2", "n3"], 128);
+        let b = assign(&["n3", "n1", "n2"], 128);
+        let names_a: Vec<_> = a.iter().map(|o| ["n1", "n2", "n3"][o.unwrap()]).collect();
+        let names_b: Vec<_> = b.iter().map(|o| ["n3", "n1", "n2"][o.unwrap()]).collect();
+        assert_eq!(names_a, names_b);
+    }
+
+    #[test]
+    fn a_join_moves_only_the_partitions_the_newcomer_wins() {
+        let three = ["n1", "n2", "n3"];
+        let four = ["n1", "n2", "n3", "n4"];
+        let before = assign(&three, 1024);
+        let after = assign(&four, 1024);
+        let mut moved = 0;
+        for (b, a) in before.iter().zip(&after) {
+            let (b, a) = (b.unwrap(), a.unwrap());
+            if four[a] != three[b] {
+                assert_eq!(four[a], "n4", "a partition moved between old members");
+                moved += 1;
+            }
+        }
+        // About a quarter moves to the newcomer.
+        assert!((150..400).contains(&moved), "{moved}");
+    }
+
+    #[test]
+    fn a_lease_lapses_and_can_be_revoked() {
+        let lease = Lease::new();
+        assert!(!lease.valid());
+        lease.extend(Instant::now(), Duration::from_secs(60));
+        assert!(lease.valid());
+        lease.revoke();
+        assert!(!lease.valid());
+        // An answer to a request sent longer ago than the validity extends nothing.
+        std::thread::sleep(Duration::from_millis(30));
+        lease.extend(lease.base, Duration::from_millis(10));
+        assert!(!lease.valid());
+        assert!(Lease::unlimited().valid());
+    }
+}
