@@ -276,3 +276,9 @@ pub fn fenced_writes(n: usize) {
 pub fn partitions_claimed(n: usize) {
     counter!("tickwheel_partitions_claimed_total").increment(n as u64);
 }
+
+/// Partitions this node took over, by where their tasks were found: `queue` (the pending
+/// queue in Redis) or `scan` (the database).
+pub fn partition_loads(source: &'static str, n: usize) {
+    counter!("tickwheel_partition_loads_total", "source" => source).increment(n as u64);
+}

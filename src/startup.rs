@@ -23,7 +23,7 @@ use crate::api::metrics::MetricsState;
 use crate::api::{self, AppState};
 use crate::cluster::membership::{Close, Leave, Membership, MembershipSettings};
 use crate::cluster::redis::ClusterRedis;
-use crate::cluster::{FireGuard, Lease};
+use crate::cluster::{Lease, TaskCluster};
 use crate::config::{Settings, DEFAULT_JWT_SECRET};
 use crate::crypto::Cipher;
 use crate::metrics::ActorKind;
@@ -197,6 +197,21 @@ impl Application {
                 },
             )
         };
+        // Cluster mode: one ordered writer of the pending queue; task actors' updates reach
+        // it in batches per 20 ms.
+        let queue = redis.as_ref().map(|r| r.queue_writer());
+        let task_cluster = match (&redis, &queue) {
+            (Some(r), Some(q)) => {
+                let q = q.clone();
+                Some(Arc::new(TaskCluster {
+                    lease: lease.clone(),
+                    redis: r.clone(),
+                    queue: Outbox::new(Duration::from_millis(20), move |ops| q.push(ops)),
+                    partitions: cs.partitions,
+                }))
+            }
+            _ => None,
+        };
         let registry = TaskRegistry::new(RegistryDeps {
             wheel: wheel_outbox,
             dispatcher,
@@ -205,12 +220,7 @@ impl Application {
             default_max_retries: h.max_retries,
             default_backoff_ms: h.backoff_base_ms,
             partitions: cs.partitions,
-            guard: redis.as_ref().map(|r| {
-                Arc::new(FireGuard {
-                    lease: lease.clone(),
-                    redis: r.clone(),
-                })
-            }),
+            task_cluster: task_cluster.clone(),
             cluster: identity.as_ref().map(|id| RegistryCluster {
                 owner: id.owner.clone(),
                 persistence: persistence.clone(),
@@ -256,6 +266,7 @@ impl Application {
                 (Some(m), Some(r)) => Some(api::ClusterApi {
                     membership: m.clone(),
                     redis: r.clone(),
+                    queue: queue.clone().unwrap_or_else(|| r.queue_writer()),
                 }),
                 _ => None,
             },

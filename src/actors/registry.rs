@@ -20,9 +20,9 @@ use sea_orm::DbErr;
 use uuid::Uuid;
 
 use super::persistence::{Commit, PersistenceActor};
-use super::task::{Drain, Finished, Redefine, Stop, TaskActor, TaskDeps};
+use super::task::{Drain, Finished, Redefine, Requeue, Stop, TaskActor, TaskDeps};
 use crate::cluster::redis::{ChangeKind, Changed, Resubscribed};
-use crate::cluster::{partition_of, FireGuard};
+use crate::cluster::{partition_of, TaskCluster};
 use crate::metrics::{self, ActorKind};
 use crate::store::{ActiveTask, StoreError, Write};
 
@@ -104,7 +104,7 @@ pub struct RegistryDeps {
     /// `cluster.partitions`.
     pub partitions: u32,
     /// Cluster mode: the lease and the Redis guard every fire goes through.
-    pub guard: Option<Arc<FireGuard>>,
+    pub task_cluster: Option<Arc<TaskCluster>>,
     pub cluster: Option<RegistryCluster>,
 }
 
@@ -260,7 +260,7 @@ impl Actor for TaskRegistry {
                 store: b.store,
                 default_max_retries: b.default_max_retries,
                 default_backoff_ms: b.default_backoff_ms,
-                guard: b.guard,
+                cluster: b.task_cluster,
             }));
         }
         if self.cluster.is_some() {
@@ -510,7 +510,6 @@ impl Handler<Owned> for TaskRegistry {
         let owner = c.owner.clone();
         let me = ctx.address();
         actix_rt::spawn(async move {
-            let only = Arc::new(gained.iter().copied().collect::<HashSet<u32>>());
             // Claimed before loading: from the commit on, the old owner's schedule writes
             // for these partitions are fenced off, and what it wrote before is read here.
             let mut result = Err(StoreError::Db(DbErr::Custom("not claimed".into())));
@@ -526,7 +525,7 @@ impl Handler<Owned> for TaskRegistry {
                 match claimed {
                     Ok(Ok(_)) => {
                         metrics::partitions_claimed(gained.len());
-                        result = load_tasks(deps.store.clone(), me.clone(), n, Some(only)).await;
+                        result = take_over(&deps, me.clone(), n, &gained).await;
                         break;
                     }
                     Ok(Err(e)) => {
@@ -537,15 +536,82 @@ impl Handler<Owned> for TaskRegistry {
                 }
             }
             metrics::sent(ActorKind::Registry);
-            me.do_send(LoadDone(result.map_err(|e| e.to_string())));
+            me.do_send(LoadDone(result.map_err(|e| e.to_string()), gained));
         });
     }
+}
+
+/// Loads the tasks of partitions this node just claimed: from their pending queues in Redis
+/// where those are complete, else by scanning the active tasks in the database.
+async fn take_over(
+    deps: &TaskDeps,
+    me: Addr<TaskRegistry>,
+    partitions: u32,
+    gained: &[u32],
+) -> Result<usize, StoreError> {
+    let mut scan: HashSet<u32> = gained.iter().copied().collect();
+    let mut n = 0;
+    if let Some(c) = &deps.cluster {
+        match c.redis.queued(gained).await {
+            Ok((complete, ids)) => {
+                n += load_ids(deps, me.clone(), ids).await?;
+                metrics::partition_loads("queue", complete.len());
+                for p in complete {
+                    scan.remove(&p);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "pending queues unavailable; scanning the database");
+            }
+        }
+    }
+    if !scan.is_empty() {
+        metrics::partition_loads("scan", scan.len());
+        n += load_tasks(deps.store.clone(), me, partitions, Some(Arc::new(scan))).await?;
+    }
+    Ok(n)
+}
+
+/// Loads the given tasks and has the registry start the active ones; ids of tasks that are
+/// gone or no longer active leave their queue.
+async fn load_ids(
+    deps: &TaskDeps,
+    me: Addr<TaskRegistry>,
+    ids: Vec<String>,
+) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for chunk in ids.chunks(RECOVERY_PAGE as usize) {
+        let rows = deps.store.tasks_by_ids(chunk).await?;
+        let store = deps.store.clone();
+        let page = tokio::task::spawn_blocking(move || {
+            rows.iter()
+                .filter_map(|m| store.active_task(m).ok())
+                .filter(|t| t.status.is_active())
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| StoreError::Db(DbErr::Custom(e.to_string())))?;
+        if let Some(c) = &deps.cluster {
+            let live: HashSet<String> = page.iter().map(|t| t.task_id.to_string()).collect();
+            for stale in chunk.iter().filter(|id| !live.contains(*id)) {
+                if let Ok(id) = Uuid::parse_str(stale) {
+                    c.dequeue(id);
+                }
+            }
+        }
+        n += page.len();
+        metrics::sent(ActorKind::Registry);
+        if me.send(Recovered(page)).await.is_err() {
+            break;
+        }
+    }
+    Ok(n)
 }
 
 /// A claim-and-load of gained partitions finished.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct LoadDone(Result<usize, String>);
+struct LoadDone(Result<usize, String>, Vec<u32>);
 
 impl Handler<LoadDone> for TaskRegistry {
     type Result = ();
@@ -554,13 +620,35 @@ impl Handler<LoadDone> for TaskRegistry {
         let _m = metrics::handling(ActorKind::Registry, "LoadDone");
         let Some(c) = &mut self.cluster else { return };
         c.loads = c.loads.saturating_sub(1);
-        match msg.0 {
+        match &msg.0 {
             Ok(n) => tracing::info!(tasks = n, "tasks of gained partitions loaded"),
             // The next reconciliation loads what is missing.
             Err(e) => tracing::error!(error = %e, "loading the tasks of gained partitions failed"),
         }
+        // Every task of these partitions is running here and has queued its next run (the
+        // actors registered as they started): their queues are complete. A later load error
+        // leaves them unmarked, and the next owner scans.
+        let ok = msg.0.is_ok();
+        if ok {
+            self.mark_complete(msg.1);
+        }
         let n = self.tasks.len();
         self.loaded(n);
+    }
+}
+
+impl TaskRegistry {
+    /// Marks the queues of the partitions still owned among `partitions` complete.
+    fn mark_complete(&self, partitions: Vec<u32>) {
+        let Some(c) = self.deps.as_ref().and_then(|d| d.cluster.clone()) else {
+            return;
+        };
+        for partition in partitions {
+            if self.owned.get(partition as usize).copied().unwrap_or(false) {
+                c.queue
+                    .push(crate::cluster::redis::QueueOp::Complete { partition });
+            }
+        }
     }
 }
 
@@ -851,5 +939,17 @@ impl Handler<Resubscribed> for TaskRegistry {
         let _m = metrics::handling(ActorKind::Registry, "Resubscribed");
         // Notices may have been missed while the subscription was down.
         self.reconcile(ctx);
+        // And Redis may have come back empty: every actor queues its next run again, and a
+        // moment later (once they have) the owned partitions' queues are marked complete.
+        for addr in self.tasks.values() {
+            metrics::sent(ActorKind::Task);
+            addr.do_send(Requeue);
+        }
+        ctx.run_later(Duration::from_secs(1), |act, _| {
+            let owned: Vec<u32> = (0..act.partitions)
+                .filter(|p| act.owned[*p as usize])
+                .collect();
+            act.mark_complete(owned);
+        });
     }
 }

@@ -60,7 +60,7 @@ pub struct TaskDeps {
     pub default_max_retries: u32,
     pub default_backoff_ms: u64,
     /// Cluster mode: the lease and the Redis guard every fire goes through.
-    pub guard: Option<Arc<crate::cluster::FireGuard>>,
+    pub cluster: Option<Arc<crate::cluster::TaskCluster>>,
 }
 
 struct InFlight {
@@ -164,6 +164,9 @@ impl TaskActor {
         // one's timer.
         self.generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
         let recipient = ctx.address().downgrade();
+        if let Some(c) = &self.deps.cluster {
+            c.queue_next(self.task.task_id, at_ms);
+        }
         self.deps.wheel.push(WheelOp::Register(Register {
             task_id: self.task.task_id,
             at_ms,
@@ -412,6 +415,9 @@ impl TaskActor {
             task_id: self.task.task_id,
             generation: self.generation,
         }));
+        if let Some(c) = &self.deps.cluster {
+            c.dequeue(self.task.task_id);
+        }
         metrics::sent(ActorKind::Registry);
         self.deps.registry.do_send(Finished {
             task_id: self.task.task_id,
@@ -546,7 +552,7 @@ impl Handler<Fire> for TaskActor {
             sending: false,
             throttled: false,
         });
-        match self.deps.guard.clone() {
+        match self.deps.cluster.clone() {
             None => self.send_attempt(ctx),
             // Cluster mode: only the node that takes the slot's guard sends it.
             Some(guard) => {
@@ -567,7 +573,7 @@ impl Handler<Fire> for TaskActor {
 impl TaskActor {
     /// Whether this node may fire now (always, outside cluster mode).
     fn may_fire(&self) -> bool {
-        self.deps.guard.as_ref().is_none_or(|g| g.lease.valid())
+        self.deps.cluster.as_ref().is_none_or(|g| g.lease.valid())
     }
 
     /// The guard of `slot` was asked for: send it if taken (or if Redis could not say).
@@ -625,6 +631,25 @@ impl Handler<Redefine> for TaskActor {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Cluster mode: puts the task's next run in its partition's queue again (the queue is being
+/// rebuilt after Redis lost it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Requeue;
+
+impl Handler<Requeue> for TaskActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Requeue, _: &mut Self::Context) {
+        let _m = metrics::handling(ActorKind::Task, "Requeue");
+        if let (false, Some(c), Some(at)) =
+            (self.ended, &self.deps.cluster, self.task.next_run_time)
+        {
+            c.queue_next(self.task.task_id, at);
         }
     }
 }

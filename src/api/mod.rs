@@ -46,6 +46,7 @@ pub struct AppState {
 pub struct ClusterApi {
     pub membership: Addr<crate::cluster::membership::Membership>,
     pub redis: crate::cluster::redis::ClusterRedis,
+    pub queue: crate::cluster::redis::QueueWriter,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -11,7 +11,7 @@ use crate::actors::persistence::Commit;
 use crate::actors::registry::{Activate, Deactivate, Replace};
 use crate::actors::task::Stop;
 use crate::auth::Principal;
-use crate::cluster::redis::{ChangeKind, Changed};
+use crate::cluster::redis::{ChangeKind, Changed, QueueOp};
 use crate::domain::{apply_patch, parse_create, parse_patch, FieldError, TaskStatus};
 use crate::net::{check_url, OutboundError};
 use crate::store::{anchor_for, schedule_of, ActiveTask, Write};
@@ -40,8 +40,27 @@ async fn load_owned(
 /// Cluster mode: tells the task's owner (whichever node it is) about a committed change.
 /// Awaited (briefly) so the owner hears of it before the client does; a notice that cannot
 /// be sent is a delay — the owner's reconciliation finds the change — never a loss.
-async fn notify(state: &AppState, task_id: Uuid, kind: ChangeKind, reschedule: bool) {
+///
+/// The pending queue is updated from here too (a new next run, or the task's removal), so it
+/// stays complete while the task's partition changes hands.
+async fn notify(
+    state: &AppState,
+    task_id: Uuid,
+    kind: ChangeKind,
+    reschedule: bool,
+    next: Option<i64>,
+) {
     let Some(c) = &state.cluster else { return };
+    let partition = crate::cluster::partition_of(task_id, state.partitions);
+    match (kind, next) {
+        (ChangeKind::Stop, _) => c.queue.push(vec![QueueOp::Remove { partition, task_id }]),
+        (ChangeKind::Upsert, Some(at_ms)) if reschedule => c.queue.push(vec![QueueOp::Set {
+            partition,
+            task_id,
+            at_ms,
+        }]),
+        _ => {}
+    }
     let change = Changed {
         origin: c.redis.owner().to_string(),
         task_id,
@@ -143,7 +162,7 @@ pub async fn create(
         execution_count: 0,
         consecutive_failures: 0,
     })));
-    notify(&state, task_id, ChangeKind::Upsert, true).await;
+    notify(&state, task_id, ChangeKind::Upsert, true, next).await;
     tracing::info!(%task_id, next_run_ms = next, "task created");
     Ok(HttpResponse::Created().json(json!({
         "status": "success",
@@ -354,7 +373,7 @@ pub async fn patch(
                 }),
                 reschedule,
             });
-            notify(&state, task_id, ChangeKind::Upsert, reschedule).await;
+            notify(&state, task_id, ChangeKind::Upsert, reschedule, next).await;
             let fresh = load_owned(&state, &who, task_id).await?;
             return Ok(HttpResponse::Ok().json(task_view(&state, &fresh).await?));
         }
@@ -431,7 +450,7 @@ pub async fn cancel(
             }))
             .await??;
         if changed == 1 {
-            notify(&state, task_id, ChangeKind::Stop, false).await;
+            notify(&state, task_id, ChangeKind::Stop, false, None).await;
             tracing::info!(%task_id, "task cancelled");
             return Ok(HttpResponse::Ok().json(json!({
                 "status": "success",
@@ -486,7 +505,7 @@ pub async fn delete(
             task_id: task_id.to_string(),
         }))
         .await??;
-    notify(&state, task_id, ChangeKind::Stop, false).await;
+    notify(&state, task_id, ChangeKind::Stop, false, None).await;
     tracing::info!(%task_id, "task deleted");
     Ok(HttpResponse::Ok().json(json!({
         "status": "success",

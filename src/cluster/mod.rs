@@ -45,10 +45,32 @@ pub fn partition_of(task_id: Uuid, partitions: u32) -> u32 {
     h % partitions.max(1)
 }
 
-/// What every fire goes through in cluster mode: the node's lease, then the Redis guard.
-pub struct FireGuard {
+/// What task actors use in cluster mode: every fire goes through the node's lease, then the
+/// Redis guard; every next run goes to the partition's pending queue.
+pub struct TaskCluster {
     pub lease: std::sync::Arc<Lease>,
     pub redis: redis::ClusterRedis,
+    pub queue: std::sync::Arc<crate::actors::outbox::Outbox<redis::QueueOp>>,
+    pub partitions: u32,
+}
+
+impl TaskCluster {
+    /// Records the task's next run in its partition's queue.
+    pub fn queue_next(&self, task_id: Uuid, at_ms: i64) {
+        self.queue.push(redis::QueueOp::Set {
+            partition: partition_of(task_id, self.partitions),
+            task_id,
+            at_ms,
+        });
+    }
+
+    /// Takes a task that ended out of its partition's queue.
+    pub fn dequeue(&self, task_id: Uuid) {
+        self.queue.push(redis::QueueOp::Remove {
+            partition: partition_of(task_id, self.partitions),
+            task_id,
+        });
+    }
 }
 
 /// splitmix64's finaliser: a well-mixed 64-bit value from any input.

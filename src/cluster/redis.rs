@@ -56,6 +56,41 @@ pub struct Changed {
 #[rtype(result = "()")]
 pub struct Resubscribed;
 
+/// A change to the pending queue: per partition, a sorted set of (task id, next run) kept by
+/// the partition's owner (and by the API node for creations and removals), and the set of
+/// partitions whose queue is complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueOp {
+    Set {
+        partition: u32,
+        task_id: Uuid,
+        at_ms: i64,
+    },
+    Remove {
+        partition: u32,
+        task_id: Uuid,
+    },
+    /// Every pending task of the partition is in its queue: a new owner may take it over
+    /// from the queue alone.
+    Complete {
+        partition: u32,
+    },
+}
+
+/// Sends queue changes to Redis in order, from any thread, batching what arrives together.
+#[derive(Clone)]
+pub struct QueueWriter {
+    tx: tokio::sync::mpsc::UnboundedSender<Vec<QueueOp>>,
+}
+
+impl QueueWriter {
+    pub fn push(&self, ops: Vec<QueueOp>) {
+        if !ops.is_empty() {
+            let _ = self.tx.send(ops);
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct ClusterRedis {
     pool: bb8::Pool<RedisConnectionManager>,
@@ -90,6 +125,102 @@ impl ClusterRedis {
 
     fn guard_key(&self, task_id: Uuid, slot_ms: i64) -> String {
         format!("{}guard:{task_id}:{slot_ms}", self.prefix)
+    }
+
+    fn queue_key(&self, partition: u32) -> String {
+        format!("{}queue:{partition}", self.prefix)
+    }
+
+    fn complete_key(&self) -> String {
+        format!("{}queue-complete", self.prefix)
+    }
+
+    /// Starts the single writer of queue changes (on the current runtime) and returns its
+    /// handle. A batch Redis refuses is dropped (logged): the queue is a cache of the
+    /// database, and the owner rebuilds it when Redis comes back.
+    pub fn queue_writer(&self) -> QueueWriter {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<QueueOp>>();
+        let me = self.clone();
+        actix_rt::spawn(async move {
+            let mut failing = false;
+            while let Some(mut ops) = rx.recv().await {
+                while let Ok(more) = rx.try_recv() {
+                    ops.extend(more);
+                }
+                match me.apply_queue(&ops).await {
+                    Ok(()) => {
+                        if failing {
+                            tracing::info!("pending queue: Redis answers again");
+                        }
+                        failing = false;
+                    }
+                    Err(e) => {
+                        if !failing {
+                            tracing::warn!(error = %e, "pending queue: Redis refused an update; it is rebuilt when Redis is back");
+                        }
+                        failing = true;
+                    }
+                }
+            }
+        });
+        QueueWriter { tx }
+    }
+
+    async fn apply_queue(&self, ops: &[QueueOp]) -> Result<(), RedisError> {
+        let mut pipe = redis::pipe();
+        for op in ops {
+            match op {
+                QueueOp::Set {
+                    partition,
+                    task_id,
+                    at_ms,
+                } => {
+                    pipe.zadd(self.queue_key(*partition), task_id.to_string(), *at_ms)
+                        .ignore();
+                }
+                QueueOp::Remove { partition, task_id } => {
+                    pipe.zrem(self.queue_key(*partition), task_id.to_string())
+                        .ignore();
+                }
+                QueueOp::Complete { partition } => {
+                    pipe.sadd(self.complete_key(), *partition).ignore();
+                }
+            }
+        }
+        let run = async {
+            let mut conn = self.pool.get().await?;
+            let _: () = pipe.query_async(&mut *conn).await?;
+            Ok::<_, RedisError>(())
+        };
+        tokio::time::timeout(Duration::from_secs(2), run)
+            .await
+            .map_err(|_| RedisError::Timeout(Duration::from_secs(2)))?
+    }
+
+    /// For a take-over: which of `partitions` have a complete queue, and the task ids queued
+    /// in those.
+    pub async fn queued(&self, partitions: &[u32]) -> Result<(Vec<u32>, Vec<String>), RedisError> {
+        let run = async {
+            let mut conn = self.pool.get().await?;
+            let complete: Vec<u32> = conn.smembers(self.complete_key()).await?;
+            let complete: Vec<u32> = complete
+                .into_iter()
+                .filter(|p| partitions.contains(p))
+                .collect();
+            let mut pipe = redis::pipe();
+            for p in &complete {
+                pipe.zrange(self.queue_key(*p), 0, -1);
+            }
+            let lists: Vec<Vec<String>> = if complete.is_empty() {
+                Vec::new()
+            } else {
+                pipe.query_async(&mut *conn).await?
+            };
+            Ok::<_, RedisError>((complete, lists.into_iter().flatten().collect()))
+        };
+        tokio::time::timeout(Duration::from_secs(5), run)
+            .await
+            .map_err(|_| RedisError::Timeout(Duration::from_secs(5)))?
     }
 
     pub fn channel(&self) -> String {
