@@ -20,7 +20,7 @@ use sea_orm::DbErr;
 use uuid::Uuid;
 
 use super::persistence::{Commit, PersistenceActor};
-use super::task::{Drain, Finished, Redefine, Requeue, Stop, TaskActor, TaskDeps};
+use super::task::{Drain, Finished, Redefine, Release, Requeue, Stop, TaskActor, TaskDeps};
 use crate::cluster::redis::{ChangeKind, Changed, Resubscribed};
 use crate::cluster::{partition_of, TaskCluster};
 use crate::metrics::{self, ActorKind};
@@ -131,6 +131,9 @@ pub struct TaskRegistry {
     deps: Option<Arc<TaskDeps>>,
     tasks: HashMap<Uuid, Addr<TaskActor>>,
     cluster: Option<ClusterState>,
+    /// Actors released to another node whose last call is still on the wire.
+    releasing_actors: usize,
+    released_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl TaskRegistry {
@@ -157,6 +160,8 @@ impl TaskRegistry {
             deps: None,
             tasks: HashMap::new(),
             cluster,
+            releasing_actors: 0,
+            released_waiters: Vec::new(),
         }
     }
 
@@ -172,8 +177,9 @@ impl TaskRegistry {
             .unwrap_or(false)
     }
 
-    /// Stops the actors of tasks this node does not own, in `only` when given.
-    fn stop_unowned(&mut self, only: Option<&HashSet<u32>>) {
+    /// Releases the actors of tasks this node does not own (in `only` when given): they fire
+    /// nothing more, let a call on the wire finish, and stop.
+    fn stop_unowned(&mut self, only: Option<&HashSet<u32>>, ctx: &mut Context<Self>) {
         let (owned, n) = (&self.owned, self.partitions);
         let gone: Vec<Uuid> = self
             .tasks
@@ -187,13 +193,21 @@ impl TaskRegistry {
         for id in &gone {
             if let Some(addr) = self.tasks.remove(id) {
                 metrics::sent(ActorKind::Task);
-                addr.do_send(Stop);
+                self.releasing_actors += 1;
+                ctx.spawn(addr.send(Release).into_actor(self).map(|_, act, _| {
+                    act.releasing_actors -= 1;
+                    if act.releasing_actors == 0 {
+                        for w in act.released_waiters.drain(..) {
+                            let _ = w.send(());
+                        }
+                    }
+                }));
             }
         }
         if !gone.is_empty() {
             tracing::info!(
                 tasks = gone.len(),
-                "stopped the tasks of partitions handed over"
+                "released the tasks of partitions handed over"
             );
         }
         metrics::live(ActorKind::Task, self.tasks.len());
@@ -446,10 +460,20 @@ impl Handler<DrainAll> for TaskRegistry {
                 a.send(Drain)
             })
             .collect();
+        // Tasks handed over to another node may still have a call on the wire too.
+        let released = (self.releasing_actors > 0).then(|| {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.released_waiters.push(tx);
+            rx
+        });
         Box::pin(async move {
-            tokio::time::timeout(msg.timeout, futures_util::future::join_all(waits))
-                .await
-                .is_ok()
+            let all = async {
+                futures_util::future::join_all(waits).await;
+                if let Some(rx) = released {
+                    let _ = rx.await;
+                }
+            };
+            tokio::time::timeout(msg.timeout, all).await.is_ok()
         })
     }
 }
@@ -486,7 +510,7 @@ impl Handler<Owned> for TaskRegistry {
             }
         } else {
             c.releasing.clear();
-            self.stop_unowned(None);
+            self.stop_unowned(None, ctx);
         }
         tracing::info!(
             gained = gained.len(),
@@ -775,7 +799,7 @@ impl TaskRegistry {
 impl Handler<ClaimsSeen> for TaskRegistry {
     type Result = ();
 
-    fn handle(&mut self, msg: ClaimsSeen, _: &mut Self::Context) {
+    fn handle(&mut self, msg: ClaimsSeen, ctx: &mut Self::Context) {
         let _m = metrics::handling(ActorKind::Registry, "ClaimsSeen");
         let Some(c) = &mut self.cluster else { return };
         c.checking_claims = false;
@@ -805,7 +829,7 @@ impl Handler<ClaimsSeen> for TaskRegistry {
         for p in &done {
             c.releasing.remove(p);
         }
-        self.stop_unowned(Some(&done));
+        self.stop_unowned(Some(&done), ctx);
         self.hand_over_done();
     }
 }

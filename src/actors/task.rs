@@ -205,6 +205,7 @@ impl TaskActor {
             // A retry after the lease lapsed: given up (the owner decides what runs next).
             metrics::fire("fenced");
             self.in_flight = None;
+            self.settle();
             return;
         }
         let Some(f) = &mut self.in_flight else { return };
@@ -218,6 +219,13 @@ impl TaskActor {
                     metrics::fire("rate_limited_delay");
                 }
                 f.sending = false;
+                if self.draining {
+                    // Stopping: not waited for (the slot re-runs after a restart; after a
+                    // hand-over it is lost if this node held its guard).
+                    self.in_flight = None;
+                    self.settle();
+                    return;
+                }
                 ctx.run_later(wait, |act, ctx| {
                     if !act.ended && !act.draining {
                         act.send_attempt(ctx);
@@ -275,6 +283,11 @@ impl TaskActor {
 
     fn on_outcome(&mut self, slot: i64, attempt: u32, outcome: Outcome, ctx: &mut Context<Self>) {
         self.handle_outcome(slot, attempt, outcome, ctx);
+        self.settle();
+    }
+
+    /// Draining: answers the waiters once nothing of this task is on its way.
+    fn settle(&mut self) {
         if self.draining && self.in_flight.as_ref().is_none_or(|f| !f.sending) {
             for w in self.drained.drain(..) {
                 let _ = w.send(());
@@ -557,6 +570,11 @@ impl Handler<Fire> for TaskActor {
             // Cluster mode: only the node that takes the slot's guard sends it.
             Some(guard) => {
                 let task_id = self.task.task_id;
+                // On its way: a drain or a hand-over waits for it rather than drop a slot
+                // whose guard this node may already hold.
+                if let Some(f) = &mut self.in_flight {
+                    f.sending = true;
+                }
                 ctx.spawn(
                     async move { guard.redis.take_guard(task_id, slot).await }
                         .into_actor(self)
@@ -584,7 +602,7 @@ impl TaskActor {
         ctx: &mut Context<Self>,
     ) {
         match &self.in_flight {
-            Some(f) if f.slot == slot && f.attempt == 1 && !self.ended && !self.draining => {}
+            Some(f) if f.slot == slot && f.attempt == 1 && !self.ended => {}
             _ => return,
         }
         match taken {
@@ -594,6 +612,7 @@ impl TaskActor {
                 tracing::debug!(task_id = %self.task.task_id, scheduled_ms = slot, "slot already sent elsewhere; not sent again");
                 metrics::fire("guard_taken");
                 self.in_flight = None;
+                self.settle();
             }
             Err(e) => {
                 // Redis is a second line of defence: the slot is not missed for its sake.
@@ -676,6 +695,35 @@ impl Handler<Drain> for TaskActor {
 
     fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
         let _m = metrics::handling(ActorKind::Task, "Drain");
+        self.drain()
+    }
+}
+
+/// Cluster hand-over: the task now belongs to another node. Nothing more is fired; a call on
+/// the wire finishes and is logged (its slot's guard keeps the new owner from sending it
+/// again, so aborting it could lose it); then the actor stops. Answers once it has.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Release;
+
+impl Handler<Release> for TaskActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Release, ctx: &mut Self::Context) -> Self::Result {
+        let _m = metrics::handling(ActorKind::Task, "Release");
+        let drained = self.drain();
+        let me = ctx.address();
+        Box::pin(async move {
+            drained.await;
+            metrics::sent(ActorKind::Task);
+            let _ = me.send(Stop).await;
+        })
+    }
+}
+
+impl TaskActor {
+    /// Stops firing; resolves once no request of this task is on the wire.
+    fn drain(&mut self) -> ResponseFuture<()> {
         self.draining = true;
         self.deps.wheel.push(WheelOp::Deregister(Deregister {
             task_id: self.task.task_id,
