@@ -344,27 +344,6 @@ impl Application {
                 r
             }
         };
-        if let Some(m) = &self.membership {
-            // Leave first: the others take the partitions over while this node keeps firing
-            // them, until their claims are in the database.
-            tracing::info!("shutting down: handing partitions over");
-            let started = std::time::Instant::now();
-            crate::metrics::sent(ActorKind::Membership);
-            let others = m.send(Leave).await.unwrap_or(false);
-            if others {
-                crate::metrics::sent(ActorKind::Registry);
-                let _ = self
-                    .registry
-                    .send(AwaitHandOver {
-                        timeout: self.shutdown_timeout,
-                    })
-                    .await;
-            }
-            tracing::info!(
-                ms = started.elapsed().as_millis() as u64,
-                "partitions handed over"
-            );
-        }
         tracing::info!("shutting down: letting executions in flight finish");
         crate::metrics::sent(ActorKind::Registry);
         match self
@@ -385,6 +364,22 @@ impl Application {
         crate::metrics::sent(ActorKind::Persistence);
         let _ = self.persistence.send(Flush).await;
         if let Some(m) = &self.membership {
+            // Only now, with every task's state committed, are the partitions handed over:
+            // the nodes that take them load the tasks exactly as this node left them.
+            let started = std::time::Instant::now();
+            crate::metrics::sent(ActorKind::Membership);
+            let _ = m.send(Leave).await;
+            crate::metrics::sent(ActorKind::Registry);
+            let _ = self
+                .registry
+                .send(AwaitHandOver {
+                    timeout: self.shutdown_timeout,
+                })
+                .await;
+            tracing::info!(
+                ms = started.elapsed().as_millis() as u64,
+                "left the cluster; partitions released"
+            );
             crate::metrics::sent(ActorKind::Membership);
             let _ = m.send(Close).await;
         }

@@ -509,6 +509,13 @@ pub enum Write {
         owner: String,
         now: i64,
     },
+    /// Cluster mode: `owner` gives `partitions` up (after committing what their tasks wrote);
+    /// rows another node claimed meanwhile are left alone.
+    Release {
+        partitions: Vec<u32>,
+        owner: String,
+        now: i64,
+    },
 }
 
 impl Write {
@@ -638,6 +645,23 @@ pub async fn apply_write<C: ConnectionTrait>(db: &C, w: &Write) -> Result<u64, D
             owner,
             now,
         } => claim_partitions(db, partitions, owner, *now).await,
+        Write::Release {
+            partitions,
+            owner,
+            now,
+        } => {
+            let r = cluster_partitions::Entity::update_many()
+                .col_expr(cluster_partitions::Column::Owner, Expr::value(""))
+                .col_expr(cluster_partitions::Column::UpdatedAt, Expr::value(*now))
+                .filter(cluster_partitions::Column::Owner.eq(owner.as_str()))
+                .filter(
+                    cluster_partitions::Column::PartitionId
+                        .is_in(partitions.iter().map(|p| *p as i32)),
+                )
+                .exec(db)
+                .await?;
+            Ok(r.rows_affected)
+        }
     }
 }
 

@@ -412,5 +412,6 @@ fn write_kind(w: &Write) -> &'static str {
         Write::Log(_) => "log",
         Write::DeleteTask { .. } => "delete_task",
         Write::Claim { .. } => "claim",
+        Write::Release { .. } => "release",
     }
 }

@@ -12,6 +12,7 @@
 //! delay and never a loss.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,7 @@ use actix::prelude::*;
 use sea_orm::DbErr;
 use uuid::Uuid;
 
-use super::persistence::{Commit, PersistenceActor};
+use super::persistence::{Commit, Flush, PersistenceActor};
 use super::task::{Drain, Finished, Redefine, Release, Requeue, Stop, TaskActor, TaskDeps};
 use crate::cluster::redis::{ChangeKind, Changed, Resubscribed};
 use crate::cluster::{partition_of, TaskCluster};
@@ -58,30 +59,37 @@ pub struct DrainAll {
     pub timeout: std::time::Duration,
 }
 
-/// Cluster mode: the partitions this node owns now. The ones it gains are claimed in the
-/// database and their tasks loaded; with `hand_over`, the actors of the ones it loses run on
-/// until the new owner's claim is in the database (at most [`HAND_OVER_MAX`]), without it
-/// (the session was lost) they stop at once.
+/// Cluster mode: the partitions this node owns now, and the owner tokens of the live
+/// members. The actors of the partitions it loses are released at once (a call on the wire
+/// finishes), what they wrote is committed and the partitions are released in the database;
+/// a partition it gains is claimed once its previous holder released it (or is no longer a
+/// live member, or after [`HAND_OVER_MAX`]), then its tasks are loaded. Without
+/// `hand_over` (the session was lost) the same happens, but nobody waits for this node.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Owned {
     pub partitions: Vec<u32>,
+    pub live_owners: Vec<String>,
     pub hand_over: bool,
 }
 
-/// Resolves once no partition is being handed over, or after `timeout`.
+/// Resolves once every partition this node lost is released in the database (and the
+/// calls of their tasks are finished), or after `timeout`.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AwaitHandOver {
     pub timeout: Duration,
 }
 
-/// How long a lost partition's actors wait for the new owner's claim at most.
+/// How long a gained partition waits for a live previous holder to release it at most.
 const HAND_OVER_MAX: Duration = Duration::from_secs(10);
+/// How long released tasks may finish their calls before their partition is released anyway
+/// (their last advance is then fenced off; the slot is not sent again by the guard).
+const RELEASE_DRAIN_MAX: Duration = Duration::from_secs(2);
+/// How often a gained partition's holder is looked up while it is being released.
+const RELEASE_POLL: Duration = Duration::from_millis(25);
 /// How often the registry compares its actors with the database in cluster mode.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
-/// How often claims of partitions being handed over are looked up.
-const CLAIM_POLL: Duration = Duration::from_millis(100);
 /// A task that finished here is not brought back by a reconciliation for this long (its
 /// final state may still be on its way to the database).
 const FINISHED_MEMORY: Duration = Duration::from_secs(10);
@@ -103,7 +111,7 @@ pub struct RegistryDeps {
     pub default_backoff_ms: u64,
     /// `cluster.partitions`.
     pub partitions: u32,
-    /// Cluster mode: the lease and the Redis guard every fire goes through.
+    /// Cluster mode: the lease, the Redis guard and the pending queue of task actors.
     pub task_cluster: Option<Arc<TaskCluster>>,
     pub cluster: Option<RegistryCluster>,
 }
@@ -111,9 +119,8 @@ pub struct RegistryDeps {
 struct ClusterState {
     owner: String,
     persistence: Addr<PersistenceActor>,
-    /// Lost partitions whose actors still run, until the new owner's claim or the deadline.
-    releasing: HashMap<u32, Instant>,
-    checking_claims: bool,
+    /// Releases under way (actors draining, writes committing, rows released).
+    releases: usize,
     hand_over_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
     /// Claims and loads under way; the first finished one makes the node ready.
     loads: usize,
@@ -123,17 +130,17 @@ struct ClusterState {
     recently_finished: HashMap<Uuid, Instant>,
 }
 
+/// Which partitions this node owns, readable by the claim-and-load tasks off the registry.
+type OwnedMap = Arc<Vec<AtomicBool>>;
+
 pub struct TaskRegistry {
     partitions: u32,
     /// `owned[p]`: whether this node runs partition `p`.
-    owned: Vec<bool>,
+    owned: OwnedMap,
     base: Option<RegistryDeps>,
     deps: Option<Arc<TaskDeps>>,
     tasks: HashMap<Uuid, Addr<TaskActor>>,
     cluster: Option<ClusterState>,
-    /// Actors released to another node whose last call is still on the wire.
-    releasing_actors: usize,
-    released_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl TaskRegistry {
@@ -142,8 +149,7 @@ impl TaskRegistry {
         let cluster = deps.cluster.take().map(|c| ClusterState {
             owner: c.owner,
             persistence: c.persistence,
-            releasing: HashMap::new(),
-            checking_claims: false,
+            releases: 0,
             hand_over_waiters: Vec::new(),
             loads: 0,
             loaded: false,
@@ -152,7 +158,8 @@ impl TaskRegistry {
             recently_finished: HashMap::new(),
         });
         // A single node owns everything; a cluster member nothing until told.
-        let owned = vec![cluster.is_none(); partitions as usize];
+        let all = cluster.is_none();
+        let owned = Arc::new((0..partitions).map(|_| AtomicBool::new(all)).collect());
         Self {
             partitions,
             owned,
@@ -160,8 +167,6 @@ impl TaskRegistry {
             deps: None,
             tasks: HashMap::new(),
             cluster,
-            releasing_actors: 0,
-            released_waiters: Vec::new(),
         }
     }
 
@@ -169,39 +174,31 @@ impl TaskRegistry {
         partition_of(task_id, self.partitions)
     }
 
-    /// Whether this node runs `task_id`.
-    fn owns(&self, task_id: Uuid) -> bool {
+    fn owns_partition(&self, p: u32) -> bool {
         self.owned
-            .get(self.partition(task_id) as usize)
-            .copied()
-            .unwrap_or(false)
+            .get(p as usize)
+            .is_some_and(|o| o.load(Ordering::Acquire))
     }
 
-    /// Releases the actors of tasks this node does not own (in `only` when given): they fire
-    /// nothing more, let a call on the wire finish, and stop.
-    fn stop_unowned(&mut self, only: Option<&HashSet<u32>>, ctx: &mut Context<Self>) {
-        let (owned, n) = (&self.owned, self.partitions);
+    /// Whether this node runs `task_id`.
+    fn owns(&self, task_id: Uuid) -> bool {
+        self.owns_partition(self.partition(task_id))
+    }
+
+    /// Takes the actors of tasks this node no longer owns out of the registry and asks each
+    /// to release its task (fire nothing more, let a call on the wire finish, stop).
+    fn release_unowned(&mut self) -> Vec<Request<TaskActor, Release>> {
         let gone: Vec<Uuid> = self
             .tasks
             .keys()
-            .filter(|id| {
-                let p = partition_of(**id, n);
-                !owned[p as usize] && only.is_none_or(|o| o.contains(&p))
-            })
+            .filter(|id| !self.owns(**id))
             .copied()
             .collect();
+        let mut waits = Vec::with_capacity(gone.len());
         for id in &gone {
             if let Some(addr) = self.tasks.remove(id) {
                 metrics::sent(ActorKind::Task);
-                self.releasing_actors += 1;
-                ctx.spawn(addr.send(Release).into_actor(self).map(|_, act, _| {
-                    act.releasing_actors -= 1;
-                    if act.releasing_actors == 0 {
-                        for w in act.released_waiters.drain(..) {
-                            let _ = w.send(());
-                        }
-                    }
-                }));
+                waits.push(addr.send(Release));
             }
         }
         if !gone.is_empty() {
@@ -211,6 +208,7 @@ impl TaskRegistry {
             );
         }
         metrics::live(ActorKind::Task, self.tasks.len());
+        waits
     }
 
     fn loaded(&mut self, n: usize) {
@@ -218,16 +216,6 @@ impl TaskRegistry {
             c.loaded = true;
             for w in c.load_waiters.drain(..) {
                 let _ = w.send(n);
-            }
-        }
-    }
-
-    fn hand_over_done(&mut self) {
-        if let Some(c) = &mut self.cluster {
-            if c.releasing.is_empty() {
-                for w in c.hand_over_waiters.drain(..) {
-                    let _ = w.send(());
-                }
             }
         }
     }
@@ -278,7 +266,6 @@ impl Actor for TaskRegistry {
             }));
         }
         if self.cluster.is_some() {
-            ctx.run_interval(CLAIM_POLL, |act, ctx| act.check_claims(ctx));
             ctx.run_interval(RECONCILE_EVERY, |act, ctx| act.reconcile(ctx));
         }
     }
@@ -461,11 +448,14 @@ impl Handler<DrainAll> for TaskRegistry {
             })
             .collect();
         // Tasks handed over to another node may still have a call on the wire too.
-        let released = (self.releasing_actors > 0).then(|| {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            self.released_waiters.push(tx);
-            rx
-        });
+        let released = match &mut self.cluster {
+            Some(c) if c.releases > 0 => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                c.hand_over_waiters.push(tx);
+                Some(rx)
+            }
+            _ => None,
+        };
         Box::pin(async move {
             let all = async {
                 futures_util::future::join_all(waits).await;
@@ -493,24 +483,13 @@ impl Handler<Owned> for TaskRegistry {
             }
         }
         let gained: Vec<u32> = (0..n)
-            .filter(|p| now_owned[*p as usize] && !self.owned[*p as usize])
+            .filter(|p| now_owned[*p as usize] && !self.owns_partition(*p))
             .collect();
         let lost: Vec<u32> = (0..n)
-            .filter(|p| !now_owned[*p as usize] && self.owned[*p as usize])
+            .filter(|p| !now_owned[*p as usize] && self.owns_partition(*p))
             .collect();
-        self.owned = now_owned;
-        let Some(c) = &mut self.cluster else { return };
-        for p in &gained {
-            c.releasing.remove(p);
-        }
-        if msg.hand_over {
-            let deadline = Instant::now() + HAND_OVER_MAX;
-            for p in &lost {
-                c.releasing.insert(*p, deadline);
-            }
-        } else {
-            c.releasing.clear();
-            self.stop_unowned(None, ctx);
+        for (p, o) in now_owned.iter().enumerate() {
+            self.owned[p].store(*o, Ordering::Release);
         }
         tracing::info!(
             gained = gained.len(),
@@ -518,7 +497,12 @@ impl Handler<Owned> for TaskRegistry {
             hand_over = msg.hand_over,
             "partition ownership changed"
         );
-        self.hand_over_done();
+        let Some(deps) = self.deps.clone() else {
+            return;
+        };
+        if !lost.is_empty() {
+            self.release(lost, &deps, ctx);
+        }
         let Some(c) = &mut self.cluster else { return };
         if gained.is_empty() {
             if c.loads == 0 {
@@ -526,42 +510,167 @@ impl Handler<Owned> for TaskRegistry {
             }
             return;
         }
-        let Some(deps) = self.deps.clone() else {
-            return;
-        };
         c.loads += 1;
         let persistence = c.persistence.clone();
         let owner = c.owner.clone();
         let me = ctx.address();
+        let owned = self.owned.clone();
+        let live: HashSet<String> = msg.live_owners.into_iter().collect();
         actix_rt::spawn(async move {
-            // Claimed before loading: from the commit on, the old owner's schedule writes
-            // for these partitions are fenced off, and what it wrote before is read here.
-            let mut result = Err(StoreError::Db(DbErr::Custom("not claimed".into())));
-            for attempt in 0..10u32 {
-                metrics::sent(ActorKind::Persistence);
-                let claimed = persistence
-                    .send(Commit(Write::Claim {
-                        partitions: gained.clone(),
-                        owner: owner.clone(),
-                        now: crate::time::now_ms(),
-                    }))
-                    .await;
-                match claimed {
-                    Ok(Ok(_)) => {
-                        metrics::partitions_claimed(gained.len());
-                        result = take_over(&deps, me.clone(), n, &gained).await;
-                        break;
-                    }
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, attempt, "claiming partitions failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                    Err(_) => return,
-                }
-            }
+            let result = acquire(
+                &deps,
+                &persistence,
+                &owner,
+                &live,
+                &owned,
+                me.clone(),
+                gained,
+            )
+            .await;
             metrics::sent(ActorKind::Registry);
-            me.do_send(LoadDone(result.map_err(|e| e.to_string()), gained));
+            me.do_send(LoadDone(result));
         });
+    }
+}
+
+impl TaskRegistry {
+    /// Releases `lost`: their actors stop firing and finish their calls on the wire (for at
+    /// most [`RELEASE_DRAIN_MAX`]), everything they wrote is committed while this node still
+    /// holds the partitions, then the partitions are released in the database, so the new
+    /// owner loads their tasks exactly as they were left.
+    fn release(&mut self, lost: Vec<u32>, deps: &Arc<TaskDeps>, ctx: &mut Context<Self>) {
+        let waits = self.release_unowned();
+        let Some(c) = &mut self.cluster else { return };
+        c.releases += 1;
+        let persistence = c.persistence.clone();
+        let owner = c.owner.clone();
+        let outbox = deps.persistence.clone();
+        ctx.spawn(
+            async move {
+                let started = Instant::now();
+                let _ = tokio::time::timeout(
+                    RELEASE_DRAIN_MAX,
+                    futures_util::future::join_all(waits),
+                )
+                .await;
+                outbox.flush();
+                metrics::sent(ActorKind::Persistence);
+                let _ = persistence.send(Flush).await;
+                for attempt in 0..5u32 {
+                    metrics::sent(ActorKind::Persistence);
+                    match persistence
+                        .send(Commit(Write::Release {
+                            partitions: lost.clone(),
+                            owner: owner.clone(),
+                            now: crate::time::now_ms(),
+                        }))
+                        .await
+                    {
+                        Ok(Ok(_)) => break,
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, attempt, "releasing partitions failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                tracing::info!(
+                    partitions = lost.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "partitions released"
+                );
+            }
+            .into_actor(self)
+            .map(|_, act, _| {
+                if let Some(c) = &mut act.cluster {
+                    c.releases -= 1;
+                    if c.releases == 0 {
+                        for w in c.hand_over_waiters.drain(..) {
+                            let _ = w.send(());
+                        }
+                    }
+                }
+            }),
+        );
+    }
+}
+
+/// Claims each gained partition once its previous holder released it (or is not a live
+/// member any more, or after [`HAND_OVER_MAX`]) and loads its tasks. A partition this node
+/// stops owning meanwhile is left alone.
+async fn acquire(
+    deps: &TaskDeps,
+    persistence: &Addr<PersistenceActor>,
+    owner: &str,
+    live: &HashSet<String>,
+    owned: &OwnedMap,
+    me: Addr<TaskRegistry>,
+    gained: Vec<u32>,
+) -> Result<(usize, Vec<u32>), String> {
+    let deadline = Instant::now() + HAND_OVER_MAX;
+    let still_ours = |p: &u32| {
+        owned
+            .get(*p as usize)
+            .is_some_and(|o| o.load(Ordering::Acquire))
+    };
+    let mut pending = gained;
+    let mut loaded = 0;
+    let mut claimed = Vec::new();
+    loop {
+        pending.retain(still_ours);
+        if pending.is_empty() {
+            return Ok((loaded, claimed));
+        }
+        let held: HashSet<u32> = match deps.store.partition_owners(&pending).await {
+            Ok(rows) => rows
+                .into_iter()
+                .filter(|(_, o)| !o.is_empty() && o != owner && live.contains(o))
+                .map(|(p, _)| p)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading partition holders failed; retrying");
+                pending.iter().copied().collect()
+            }
+        };
+        let late = Instant::now() >= deadline;
+        if late && !held.is_empty() {
+            tracing::warn!(
+                partitions = held.len(),
+                "previous holders did not release in time; claiming anyway"
+            );
+        }
+        let ready: Vec<u32> = pending
+            .iter()
+            .copied()
+            .filter(|p| late || !held.contains(p))
+            .collect();
+        if !ready.is_empty() {
+            metrics::sent(ActorKind::Persistence);
+            match persistence
+                .send(Commit(Write::Claim {
+                    partitions: ready.clone(),
+                    owner: owner.to_string(),
+                    now: crate::time::now_ms(),
+                }))
+                .await
+            {
+                Ok(Ok(_)) => {
+                    metrics::partitions_claimed(ready.len());
+                    loaded += take_over(deps, me.clone(), owned.len() as u32, &ready)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    pending.retain(|p| !ready.contains(p));
+                    claimed.extend(ready);
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "claiming partitions failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(_) => return Err("the persistence actor stopped".into()),
+            }
+            continue;
+        }
+        tokio::time::sleep(RELEASE_POLL).await;
     }
 }
 
@@ -635,7 +744,7 @@ async fn load_ids(
 /// A claim-and-load of gained partitions finished.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct LoadDone(Result<usize, String>, Vec<u32>);
+struct LoadDone(Result<(usize, Vec<u32>), String>);
 
 impl Handler<LoadDone> for TaskRegistry {
     type Result = ();
@@ -644,17 +753,20 @@ impl Handler<LoadDone> for TaskRegistry {
         let _m = metrics::handling(ActorKind::Registry, "LoadDone");
         let Some(c) = &mut self.cluster else { return };
         c.loads = c.loads.saturating_sub(1);
-        match &msg.0 {
-            Ok(n) => tracing::info!(tasks = n, "tasks of gained partitions loaded"),
-            // The next reconciliation loads what is missing.
+        match msg.0 {
+            Ok((n, claimed)) => {
+                tracing::info!(
+                    tasks = n,
+                    partitions = claimed.len(),
+                    "tasks of gained partitions loaded"
+                );
+                // Every task of these partitions is running here and has queued its next run
+                // (the actors registered as they started): their queues are complete.
+                self.mark_complete(claimed);
+            }
+            // The next reconciliation loads what is missing; the queues stay unmarked, so
+            // the next owner scans.
             Err(e) => tracing::error!(error = %e, "loading the tasks of gained partitions failed"),
-        }
-        // Every task of these partitions is running here and has queued its next run (the
-        // actors registered as they started): their queues are complete. A later load error
-        // leaves them unmarked, and the next owner scans.
-        let ok = msg.0.is_ok();
-        if ok {
-            self.mark_complete(msg.1);
         }
         let n = self.tasks.len();
         self.loaded(n);
@@ -668,7 +780,7 @@ impl TaskRegistry {
             return;
         };
         for partition in partitions {
-            if self.owned.get(partition as usize).copied().unwrap_or(false) {
+            if self.owns_partition(partition) {
                 c.queue
                     .push(crate::cluster::redis::QueueOp::Complete { partition });
             }
@@ -683,7 +795,7 @@ impl Handler<AwaitHandOver> for TaskRegistry {
         let _m = metrics::handling(ActorKind::Registry, "AwaitHandOver");
         let (tx, rx) = tokio::sync::oneshot::channel();
         match &mut self.cluster {
-            Some(c) if !c.releasing.is_empty() => c.hand_over_waiters.push(tx),
+            Some(c) if c.releases > 0 => c.hand_over_waiters.push(tx),
             _ => {
                 let _ = tx.send(());
             }
@@ -694,34 +806,7 @@ impl Handler<AwaitHandOver> for TaskRegistry {
     }
 }
 
-/// The owners recorded for partitions being handed over.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct ClaimsSeen(Result<Vec<(u32, String)>, String>);
-
 impl TaskRegistry {
-    fn check_claims(&mut self, ctx: &mut Context<Self>) {
-        let Some(deps) = self.deps.clone() else {
-            return;
-        };
-        let Some(c) = &mut self.cluster else { return };
-        if c.releasing.is_empty() || c.checking_claims {
-            return;
-        }
-        c.checking_claims = true;
-        let ids: Vec<u32> = c.releasing.keys().copied().collect();
-        let me = ctx.address();
-        actix_rt::spawn(async move {
-            let seen = deps
-                .store
-                .partition_owners(&ids)
-                .await
-                .map_err(|e| e.to_string());
-            metrics::sent(ActorKind::Registry);
-            me.do_send(ClaimsSeen(seen));
-        });
-    }
-
     fn reconcile(&mut self, ctx: &mut Context<Self>) {
         let Some(deps) = self.deps.clone() else {
             return;
@@ -793,44 +878,6 @@ impl TaskRegistry {
                 reschedule,
             });
         });
-    }
-}
-
-impl Handler<ClaimsSeen> for TaskRegistry {
-    type Result = ();
-
-    fn handle(&mut self, msg: ClaimsSeen, ctx: &mut Self::Context) {
-        let _m = metrics::handling(ActorKind::Registry, "ClaimsSeen");
-        let Some(c) = &mut self.cluster else { return };
-        c.checking_claims = false;
-        let seen = match msg.0 {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading partition claims failed");
-                Vec::new()
-            }
-        };
-        let now = Instant::now();
-        let mut done: HashSet<u32> = seen
-            .into_iter()
-            .filter(|(_, owner)| *owner != c.owner)
-            .map(|(p, _)| p)
-            .filter(|p| c.releasing.contains_key(p))
-            .collect();
-        done.extend(
-            c.releasing
-                .iter()
-                .filter(|(_, deadline)| now >= **deadline)
-                .map(|(p, _)| *p),
-        );
-        if done.is_empty() {
-            return;
-        }
-        for p in &done {
-            c.releasing.remove(p);
-        }
-        self.stop_unowned(Some(&done), ctx);
-        self.hand_over_done();
     }
 }
 
@@ -971,7 +1018,7 @@ impl Handler<Resubscribed> for TaskRegistry {
         }
         ctx.run_later(Duration::from_secs(1), |act, _| {
             let owned: Vec<u32> = (0..act.partitions)
-                .filter(|p| act.owned[*p as usize])
+                .filter(|p| act.owns_partition(*p))
                 .collect();
             act.mark_complete(owned);
         });

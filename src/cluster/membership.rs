@@ -137,6 +137,7 @@ impl Membership {
         metrics::sent(ActorKind::Registry);
         self.registry.do_send(Owned {
             partitions: mine,
+            live_owners: self.members.iter().map(|m| m.owner.clone()).collect(),
             hand_over,
         });
     }
@@ -254,6 +255,7 @@ impl Handler<Leave> for Membership {
         metrics::sent(ActorKind::Registry);
         self.registry.do_send(Owned {
             partitions: Vec::new(),
+            live_owners: self.members.iter().map(|m| m.owner.clone()).collect(),
             hand_over: others,
         });
         self.leave.cancel();

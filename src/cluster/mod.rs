@@ -11,20 +11,23 @@
 //!
 //! Why no (task, scheduled time) is delivered twice while the cluster is healthy: a task
 //! fires only on the node running its actor; a node runs the actors of the partitions it
-//! owns by the map every node computes alike from the same member list, and a node whose map
-//! no longer gives it a partition keeps its actors only until the new owner's claim is in the
-//! database, while the new owner claims before it loads. During that overlap both may reach
-//! the same slot, and the Redis guard lets exactly one of them send it. A node that cannot
-//! reach ZooKeeper stops firing after two thirds of the session timeout ([`Lease`]), before
-//! its partitions can be given to others. The database's unique `(task_id, scheduled_time,
-//! attempt)` keeps one log row per attempt whatever happens, and a node's schedule writes for
-//! a partition it no longer holds in `cluster_partitions` are dropped (fencing), so it cannot
-//! overwrite its successor's state.
+//! owns by the map every node computes alike from the same member list. A partition changes
+//! hands in order: the old owner (when alive) stops its tasks, lets their calls on the wire
+//! finish, commits what they wrote and releases the partition in `cluster_partitions`; the new
+//! owner claims it only then (or once the old owner is no longer a live member) and loads the
+//! tasks as they were left. A node that cannot reach ZooKeeper stops firing after two thirds
+//! of the session timeout ([`Lease`]), before its partitions can be given to others, and its
+//! schedule writes for a partition another node claimed are dropped (fencing), so it cannot
+//! overwrite its successor's state. The Redis guard (`SET NX PX` per task and scheduled time)
+//! lets exactly one node send a slot should two ever reach it, and the database's unique
+//! `(task_id, scheduled_time, attempt)` keeps one log row per attempt whatever happens.
 //!
-//! Around a hand-over at most the call that was on the wire when its sender died (or was cut
-//! off) is repeated by the new owner, with the same `webhook-id`; a retry waiting out its
-//! backoff on the old owner when the partition moves is not continued (its guard is held
-//! until it expires).
+//! Around a hand-over: after a crash (or a freeze past the session timeout) the new owner
+//! loads what the old one last committed (at most a second behind, see the persistence
+//! actor), so a slot whose advance was lost is reached again; the guard stops it from being
+//! sent twice, except a call that was on the wire when its sender died, which the guard
+//! (taken before sending) also covers — it is repeated only if the guard was lost with Redis.
+//! A retry waiting out its backoff on a node that hands the partition over is not continued.
 
 pub mod membership;
 pub mod redis;
