@@ -5,6 +5,7 @@ mod helpers;
 mod sink;
 
 mod cli;
+mod cluster_view;
 mod lifecycle;
 mod metrics;
 mod openapi;
