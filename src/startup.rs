@@ -88,9 +88,19 @@ impl Application {
         db.close()
             .await
             .with_context(|| "while closing the migration pool")?;
-        let db = store::connect(&settings.database.url, settings.database.max_connections)
-            .await
-            .with_context(|| "while connecting to database.url")?;
+        // Cluster mode: a frozen node's open transaction must not hold its locks until it
+        // wakes up; the server ends it within half a session timeout.
+        let idle_txn = settings
+            .cluster
+            .enabled
+            .then(|| Duration::from_millis(settings.cluster.session_timeout_ms / 2));
+        let db = store::connect_with(
+            &settings.database.url,
+            settings.database.max_connections,
+            idle_txn,
+        )
+        .await
+        .with_context(|| "while connecting to database.url")?;
         let store = Store::new(db.clone(), cipher);
         let metrics_handle = if settings.metrics.enabled {
             crate::metrics::install()

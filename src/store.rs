@@ -32,8 +32,21 @@ pub enum StoreError {
     Corrupt { task_id: String, reason: String },
 }
 
-/// Connects to `url` (SQLite or MySQL/MariaDB) and applies the migrations.
+/// Connects to `url` (SQLite or MySQL/MariaDB).
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    connect_with(url, max_connections, None).await
+}
+
+/// Connects to `url`; on MySQL/MariaDB with `idle_transaction_timeout`, the server ends a
+/// connection that sits idle inside a transaction for longer (cluster mode: a node frozen in
+/// the middle of a commit must not keep the rows it locked — its partition claims among
+/// them — past the moment its partitions are given to others). MariaDB has a setting for
+/// exactly that; on MySQL the connection's `wait_timeout` is used.
+pub async fn connect_with(
+    url: &str,
+    max_connections: u32,
+    idle_transaction_timeout: Option<Duration>,
+) -> Result<DatabaseConnection, DbErr> {
     if let Some(path) = sqlite_file(url) {
         if let Some(dir) = std::path::Path::new(&path).parent() {
             if !dir.as_os_str().is_empty() {
@@ -55,6 +68,27 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
             o.pragma("journal_mode", "WAL")
                 .pragma("synchronous", "NORMAL")
         });
+    if let Some(t) = idle_transaction_timeout {
+        let secs = Ord::max(t.as_secs(), 1);
+        opts.map_sqlx_mysql_pool_opts(move |o| {
+            o.after_connect(move |conn, _| {
+                Box::pin(async move {
+                    use sea_orm::sqlx::{query, AssertSqlSafe};
+                    // A number of seconds, formatted here: nothing from outside.
+                    let mariadb = format!("SET SESSION idle_transaction_timeout = {secs}");
+                    if query(AssertSqlSafe(mariadb))
+                        .execute(&mut *conn)
+                        .await
+                        .is_err()
+                    {
+                        let mysql = format!("SET SESSION wait_timeout = {secs}");
+                        query(AssertSqlSafe(mysql)).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+        });
+    }
     Database::connect(opts).await
 }
 
@@ -703,22 +737,33 @@ async fn claim_partitions<C: ConnectionTrait>(
     Ok(n)
 }
 
-/// The partitions `owner` holds, read inside the writer's transaction. On MySQL/MariaDB the
-/// rows are share-locked, so a claim by another node waits for this transaction to commit
-/// (and its loading of the tasks then sees these writes); SQLite serialises writers anyway.
-pub async fn owned_partitions<C: ConnectionTrait>(
+/// Which of `partitions` `owner` holds, read inside the writer's transaction. On
+/// MySQL/MariaDB just those rows are share-locked (by primary key, in key order, as claims
+/// and releases take theirs, so the two cannot deadlock), and a claim by another node waits
+/// for this transaction to commit; SQLite serialises writers anyway.
+pub async fn held_partitions<C: ConnectionTrait>(
     db: &C,
     owner: &str,
+    partitions: &std::collections::BTreeSet<u32>,
 ) -> Result<std::collections::HashSet<u32>, DbErr> {
+    if partitions.is_empty() {
+        return Ok(Default::default());
+    }
     let rows = cluster_partitions::Entity::find()
         .select_only()
         .column(cluster_partitions::Column::PartitionId)
-        .filter(cluster_partitions::Column::Owner.eq(owner))
+        .column(cluster_partitions::Column::Owner)
+        .filter(cluster_partitions::Column::PartitionId.is_in(partitions.iter().map(|p| *p as i32)))
+        .order_by_asc(cluster_partitions::Column::PartitionId)
         .lock_shared()
-        .into_tuple::<i32>()
+        .into_tuple::<(i32, String)>()
         .all(db)
         .await?;
-    Ok(rows.into_iter().map(|p| p as u32).collect())
+    Ok(rows
+        .into_iter()
+        .filter(|(_, o)| o == owner)
+        .map(|(p, _)| p as u32)
+        .collect())
 }
 
 /// One task's schedule advance, for [`advance_many`].

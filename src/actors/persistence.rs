@@ -20,7 +20,7 @@ use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use tokio::sync::oneshot;
 
 use crate::metrics::{self, ActorKind};
-use crate::store::{advance_many, apply_write, insert_logs, owned_partitions, AdvanceRow, Write};
+use crate::store::{advance_many, apply_write, held_partitions, insert_logs, AdvanceRow, Write};
 
 /// How long the first write a client waits for gathers company.
 const GATHER: Duration = Duration::from_millis(2);
@@ -275,19 +275,25 @@ async fn apply_batch(db: &DatabaseConnection, batch: Vec<Item>, fence: Option<&F
     };
     let fenced_writes = fence.filter(|_| writes.iter().any(|(w, _)| w.fenced_task().is_some()));
 
-    let result: Result<Vec<u64>, DbErr> = async {
+    let run = || async {
         let txn = db.begin().await?;
         // Which of this node's schedule writes still apply: read (and, on MySQL, share-lock)
         // its claims first, so a claim by another node is ordered after this transaction.
         let mut fenced = vec![false; writes.len()];
         if let Some(f) = fenced_writes {
-            let held = owned_partitions(&txn, &f.owner).await?;
+            let of = |w: &Write| {
+                w.fenced_task().map(|id| {
+                    uuid::Uuid::parse_str(id)
+                        .map(|u| crate::cluster::partition_of(u, f.partitions))
+                        .ok()
+                })
+            };
+            let wanted: std::collections::BTreeSet<u32> =
+                writes.iter().filter_map(|(w, _)| of(w).flatten()).collect();
+            let held = held_partitions(&txn, &f.owner, &wanted).await?;
             let mut dropped = 0;
             for (i, (w, _)) in writes.iter().enumerate() {
-                if let Some(id) = w.fenced_task() {
-                    let p = uuid::Uuid::parse_str(id)
-                        .map(|u| crate::cluster::partition_of(u, f.partitions))
-                        .ok();
+                if let Some(p) = of(w) {
                     if !p.is_some_and(|p| held.contains(&p)) {
                         fenced[i] = true;
                         dropped += 1;
@@ -345,9 +351,16 @@ async fn apply_batch(db: &DatabaseConnection, batch: Vec<Item>, fence: Option<&F
             advance_many(&txn, chunk).await?;
         }
         txn.commit().await?;
-        Ok(counts)
+        Ok::<_, DbErr>(counts)
+    };
+    let mut result = run().await;
+    if let Err(e) = &result {
+        // Most failures are the connection's (a server that ended it, a deadlock with
+        // another node's claim): the batch as a whole is tried once more before each write
+        // is tried alone, which for a batch of thousands would hold up everything behind it.
+        tracing::warn!(error = %e, size = writes.len(), "batch commit failed; trying it again");
+        result = run().await;
     }
-    .await;
 
     match result {
         Ok(counts) => {
@@ -358,7 +371,7 @@ async fn apply_batch(db: &DatabaseConnection, batch: Vec<Item>, fence: Option<&F
             }
         }
         Err(batch_err) => {
-            tracing::warn!(error = %batch_err, size = writes.len(), "batch commit failed; applying writes one by one");
+            tracing::warn!(error = %batch_err, size = writes.len(), "batch commit failed twice; applying writes one by one");
             for (i, (w, reply)) in writes.into_iter().enumerate() {
                 if superseded(i, &w) {
                     if let Some(r) = reply {
@@ -389,10 +402,11 @@ async fn apply_alone(
 ) -> Result<u64, DbErr> {
     let txn = db.begin().await?;
     if let (Some(f), Some(id)) = (fence, w.fenced_task()) {
-        let held = owned_partitions(&txn, &f.owner).await?;
         let p = uuid::Uuid::parse_str(id)
             .map(|u| crate::cluster::partition_of(u, f.partitions))
             .ok();
+        let wanted = p.into_iter().collect();
+        let held = held_partitions(&txn, &f.owner, &wanted).await?;
         if !p.is_some_and(|p| held.contains(&p)) {
             metrics::fenced_writes(1);
             return Ok(0);

@@ -512,19 +512,40 @@ impl Handler<Fire> for TaskActor {
         if self.draining || self.ended || msg.generation != self.generation {
             return;
         }
-        let slot = msg.scheduled_ms;
-        let next = self.following(slot);
-        if !self.may_fire() {
-            // Cluster mode, cut off from ZooKeeper for too long: this node may no longer own
-            // the task. Not sent; its owner (maybe this node again) runs it.
-            tracing::warn!(task_id = %self.task.task_id, scheduled_ms = slot, "not fired: this node's cluster lease lapsed");
-            metrics::fire("fenced");
-            self.task.next_run_time = next;
-            if let Some(n) = next {
-                self.register(n, ctx);
+        self.fire(msg.scheduled_ms, ctx);
+    }
+}
+
+/// How often a fire held back by a lapsed lease looks at the lease again.
+const FENCED_RECHECK: Duration = Duration::from_millis(50);
+
+impl TaskActor {
+    /// Cluster mode, cut off from ZooKeeper for too long: this node may no longer own the
+    /// task, so `slot` is not sent now. If the lease comes back (ZooKeeper answered within
+    /// the session), the task fires once for the latest slot it missed, by the misfire rule;
+    /// if the session was lost, the actor is released first and its new owner runs it.
+    fn hold_fenced(&mut self, slot: i64, ctx: &mut Context<Self>) {
+        let generation = self.generation;
+        ctx.run_later(FENCED_RECHECK, move |act, ctx| {
+            if act.ended || act.draining || act.generation != generation {
+                return;
             }
-            return;
+            if act.may_fire() {
+                let catch_up = act.task.schedule.latest_due(slot, now_ms());
+                act.fire(catch_up, ctx);
+            } else {
+                act.hold_fenced(slot, ctx);
+            }
+        });
+    }
+
+    fn fire(&mut self, slot: i64, ctx: &mut Context<Self>) {
+        if !self.may_fire() {
+            tracing::debug!(task_id = %self.task.task_id, scheduled_ms = slot, "not fired yet: this node's cluster lease lapsed");
+            metrics::fire("fenced");
+            return self.hold_fenced(slot, ctx);
         }
+        let next = self.following(slot);
         self.task.next_run_time = next;
         if let Some(f) = &self.in_flight {
             tracing::warn!(task_id = %self.task.task_id, scheduled_ms = slot, in_flight = f.slot, "fire skipped: previous execution still in flight");

@@ -399,11 +399,20 @@ async fn session_loop(
 async fn renew(client: zk::Client, root: String, lease: Arc<Lease>, timeout: Duration) {
     let every = (timeout / 6).max(Duration::from_millis(100));
     let validity = timeout * 2 / 3;
+    let mut lapsed = false;
     loop {
         let sent = Instant::now();
+        if !lapsed && !lease.valid() {
+            lapsed = true;
+            tracing::warn!("cluster lease lapsed: ZooKeeper has not answered for two thirds of the session timeout; this node holds its fires until it does");
+        }
         let pause = match tokio::time::timeout(timeout, client.check_stat(&root)).await {
             Ok(Ok(_)) => {
                 lease.extend(sent, validity);
+                if lapsed {
+                    lapsed = false;
+                    tracing::info!("cluster lease renewed: firing resumes (one catch-up fire per task held back)");
+                }
                 every.saturating_sub(sent.elapsed())
             }
             // Disconnected: try again soon, so firing resumes as soon as ZooKeeper answers.

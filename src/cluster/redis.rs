@@ -4,9 +4,11 @@
 //! Keys and the channel are prefixed with `tw:{cluster.root}:` so clusters sharing a Redis
 //! stay apart.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use actix::prelude::*;
+use bb8_redis::redis::aio::MultiplexedConnection;
 use bb8_redis::redis::{self, AsyncCommands};
 use bb8_redis::{bb8, RedisConnectionManager};
 use futures_util::StreamExt;
@@ -94,6 +96,11 @@ impl QueueWriter {
 #[derive(Clone)]
 pub struct ClusterRedis {
     pool: bb8::Pool<RedisConnectionManager>,
+    /// One multiplexed connection taken from the pool and shared by every caller: requests
+    /// are pipelined on it rather than each waiting for a pooled connection of its own (under
+    /// load, a pool of a few connections ran out and fires waited for a guard). Dropped after
+    /// an error; the next caller takes a fresh one from the pool.
+    shared: Arc<Mutex<Option<MultiplexedConnection>>>,
     client: redis::Client,
     prefix: String,
     guard_ttl_ms: u64,
@@ -111,16 +118,52 @@ impl ClusterRedis {
         let manager = RedisConnectionManager::new(url)?;
         let client = redis::Client::open(url)?;
         let pool = bb8::Pool::builder()
-            .max_size(8)
+            .max_size(2)
             .connection_timeout(GUARD_WAIT)
             .build_unchecked(manager);
         Ok(Self {
             pool,
+            shared: Arc::new(Mutex::new(None)),
             client,
             prefix: format!("tw:{root}:"),
             guard_ttl_ms: guard_ttl.as_millis() as u64,
             owner,
         })
+    }
+
+    /// The shared connection, from the pool when there is none.
+    async fn conn(&self) -> Result<MultiplexedConnection, RedisError> {
+        if let Some(c) = self
+            .shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        {
+            return Ok(c);
+        }
+        let fresh = self.pool.get().await?.clone();
+        *self.shared.lock().unwrap_or_else(PoisonError::into_inner) = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Runs `op` on the shared connection; after an error the connection is dropped.
+    async fn with_conn<T, F, Fut>(&self, wait: Duration, op: F) -> Result<T, RedisError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = Result<T, redis::RedisError>>,
+    {
+        let run = async {
+            let conn = self.conn().await?;
+            op(conn).await.map_err(RedisError::from)
+        };
+        let result = match tokio::time::timeout(wait, run).await {
+            Ok(r) => r,
+            Err(_) => Err(RedisError::Timeout(wait)),
+        };
+        if result.is_err() {
+            *self.shared.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        }
+        result
     }
 
     fn guard_key(&self, task_id: Uuid, slot_ms: i64) -> String {
@@ -187,21 +230,16 @@ impl ClusterRedis {
                 }
             }
         }
-        let run = async {
-            let mut conn = self.pool.get().await?;
-            let _: () = pipe.query_async(&mut *conn).await?;
-            Ok::<_, RedisError>(())
-        };
-        tokio::time::timeout(Duration::from_secs(2), run)
-            .await
-            .map_err(|_| RedisError::Timeout(Duration::from_secs(2)))?
+        self.with_conn(Duration::from_secs(2), |mut conn| async move {
+            pipe.query_async::<()>(&mut conn).await
+        })
+        .await
     }
 
     /// For a take-over: which of `partitions` have a complete queue, and the task ids queued
     /// in those.
     pub async fn queued(&self, partitions: &[u32]) -> Result<(Vec<u32>, Vec<String>), RedisError> {
-        let run = async {
-            let mut conn = self.pool.get().await?;
+        self.with_conn(Duration::from_secs(5), |mut conn| async move {
             let complete: Vec<u32> = conn.smembers(self.complete_key()).await?;
             let complete: Vec<u32> = complete
                 .into_iter()
@@ -214,13 +252,11 @@ impl ClusterRedis {
             let lists: Vec<Vec<String>> = if complete.is_empty() {
                 Vec::new()
             } else {
-                pipe.query_async(&mut *conn).await?
+                pipe.query_async(&mut conn).await?
             };
-            Ok::<_, RedisError>((complete, lists.into_iter().flatten().collect()))
-        };
-        tokio::time::timeout(Duration::from_secs(5), run)
-            .await
-            .map_err(|_| RedisError::Timeout(Duration::from_secs(5)))?
+            Ok((complete, lists.into_iter().flatten().collect()))
+        })
+        .await
     }
 
     pub fn channel(&self) -> String {
@@ -235,35 +271,29 @@ impl ClusterRedis {
     /// `Ok(false)` if another node (or an earlier run of this one) already took it.
     pub async fn take_guard(&self, task_id: Uuid, slot_ms: i64) -> Result<bool, RedisError> {
         let key = self.guard_key(task_id, slot_ms);
-        let run = async {
-            let mut conn = self.pool.get().await?;
-            let set: Option<String> = redis::cmd("SET")
-                .arg(&key)
-                .arg(&self.owner)
-                .arg("NX")
-                .arg("PX")
-                .arg(self.guard_ttl_ms)
-                .query_async(&mut *conn)
-                .await?;
-            Ok::<_, RedisError>(set.is_some())
-        };
-        tokio::time::timeout(GUARD_WAIT, run)
-            .await
-            .map_err(|_| RedisError::Timeout(GUARD_WAIT))?
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&key)
+            .arg(&self.owner)
+            .arg("NX")
+            .arg("PX")
+            .arg(self.guard_ttl_ms);
+        self.with_conn(GUARD_WAIT, |mut conn| async move {
+            let set: Option<String> = cmd.query_async(&mut conn).await?;
+            Ok(set.is_some())
+        })
+        .await
     }
 
     /// Publishes a change for the task's owner. A lost notice is a delay (the owner's
     /// periodic reconciliation finds the change), never a loss.
     pub async fn publish(&self, change: &Changed) -> Result<(), RedisError> {
         let payload = serde_json::to_string(change).unwrap_or_default();
-        let run = async {
-            let mut conn = self.pool.get().await?;
-            let _: i64 = conn.publish(self.channel(), payload).await?;
-            Ok::<_, RedisError>(())
-        };
-        tokio::time::timeout(GUARD_WAIT, run)
-            .await
-            .map_err(|_| RedisError::Timeout(GUARD_WAIT))?
+        let channel = self.channel();
+        self.with_conn(GUARD_WAIT, |mut conn| async move {
+            let _: i64 = conn.publish(channel, payload).await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Subscribes to the change channel for as long as `to` lives, reconnecting after any
