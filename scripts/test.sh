@@ -2,9 +2,44 @@
 # Runs the whole test suite: formatting, lints, then every unit and integration test in
 # parallel with cargo-nextest. The integration tests use the MariaDB server at
 # 127.0.0.1:3306 (user root, no password): this script starts it when it is installed but
-# not answering, and fails loudly when it cannot be reached.
+# not answering, and fails loudly when it cannot be reached. The cluster tests (tests/cluster)
+# start their own ZooKeeper and Redis servers, one of each per test: this script installs the
+# Debian packages that bring them (zookeeper, with a JRE, and redis-server) when they are
+# missing, and starts neither.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Installs the Debian packages given, as root or through sudo; fails loudly when it cannot.
+apt_install() {
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+      echo "the cluster tests need the Debian packages $*; run as root (or with sudo) to install them" >&2
+      exit 1
+    fi
+    sudo=(sudo)
+  fi
+  echo "installing $*"
+  if ! { "${sudo[@]}" apt-get update && "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"; }; then
+    echo "installing $* failed; the cluster tests need them" >&2
+    exit 1
+  fi
+}
+
+missing=()
+[ -f /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt_install "${missing[@]}"
+fi
+if [ ! -f /usr/share/java/zookeeper.jar ] || ! command -v java >/dev/null 2>&1; then
+  echo "ZooKeeper (/usr/share/java/zookeeper.jar) and java are needed by the cluster tests" >&2
+  exit 1
+fi
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "redis-server is needed by the cluster tests" >&2
+  exit 1
+fi
 
 mariadb_up() {
   if command -v mariadb-admin >/dev/null 2>&1; then
