@@ -292,6 +292,9 @@ impl Settings {
             if self.cluster.node_id.contains('/') {
                 return bad("cluster.node_id must not contain '/'");
             }
+            if self.cluster.node_id.len() > 100 {
+                return bad("cluster.node_id must be at most 100 bytes long");
+            }
         }
         Ok(())
     }

@@ -355,14 +355,15 @@ impl Application {
             }
         };
         tracing::info!("shutting down: letting executions in flight finish");
+        // In a cluster the partitions wait for this drain: a call slower than a couple of
+        // seconds is not waited for before the hand-over (its slot is not sent again: this
+        // node holds its guard), so the other tasks do not miss their next slots.
+        let drain = match &self.membership {
+            Some(_) => self.shutdown_timeout.min(Duration::from_secs(2)),
+            None => self.shutdown_timeout,
+        };
         crate::metrics::sent(ActorKind::Registry);
-        match self
-            .registry
-            .send(DrainAll {
-                timeout: self.shutdown_timeout,
-            })
-            .await
-        {
+        match self.registry.send(DrainAll { timeout: drain }).await {
             Ok(true) => {}
             _ => tracing::warn!(
                 timeout_ms = self.shutdown_timeout.as_millis() as u64,

@@ -98,8 +98,18 @@ pub async fn connect_with(
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     let mysql = db.get_database_backend() == sea_orm::DatabaseBackend::MySql;
     if mysql {
-        db.execute_unprepared("SELECT GET_LOCK('tickwheel_migrations', 120)")
-            .await?;
+        let got = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DatabaseBackend::MySql,
+                "SELECT GET_LOCK('tickwheel_migrations', 120) AS got",
+            ))
+            .await?
+            .and_then(|row| row.try_get::<Option<i64>>("", "got").ok().flatten());
+        if got != Some(1) {
+            return Err(DbErr::Custom(
+                "another node held the migration lock for 120 s; not migrating".into(),
+            ));
+        }
     }
     let result = Migrator::up(db, None).await;
     if mysql {
@@ -132,6 +142,8 @@ pub struct ActiveTask {
     pub next_run_time: Option<i64>,
     pub execution_count: i64,
     pub consecutive_failures: i64,
+    /// The row's `version` when this was read (cluster reconciliation compares it).
+    pub version: i64,
 }
 
 /// Read access to tasks and logs, plus the cipher for header columns.
@@ -237,13 +249,14 @@ impl Store {
             .await?)
     }
 
-    /// The ids of every pending or running task (reconciliation in cluster mode).
-    pub async fn active_task_ids(&self) -> Result<Vec<String>, StoreError> {
+    /// The id and version of every pending or running task (cluster reconciliation).
+    pub async fn active_task_versions(&self) -> Result<Vec<(String, i64)>, StoreError> {
         Ok(tasks::Entity::find()
             .select_only()
             .column(tasks::Column::TaskId)
+            .column(tasks::Column::Version)
             .filter(tasks::Column::Status.is_in(active_names()))
-            .into_tuple::<String>()
+            .into_tuple::<(String, i64)>()
             .all(&self.db)
             .await?)
     }
@@ -416,6 +429,7 @@ impl Store {
             next_run_time: m.next_run_time,
             execution_count: m.execution_count,
             consecutive_failures: m.consecutive_failures,
+            version: m.version,
         })
     }
 

@@ -280,6 +280,7 @@ async fn apply_batch(db: &DatabaseConnection, batch: Vec<Item>, fence: Option<&F
         // Which of this node's schedule writes still apply: read (and, on MySQL, share-lock)
         // its claims first, so a claim by another node is ordered after this transaction.
         let mut fenced = vec![false; writes.len()];
+        let mut fenced_count = 0;
         if let Some(f) = fenced_writes {
             let of = |w: &Write| {
                 w.fenced_task().map(|id| {
@@ -300,13 +301,7 @@ async fn apply_batch(db: &DatabaseConnection, batch: Vec<Item>, fence: Option<&F
                     }
                 }
             }
-            if dropped > 0 {
-                tracing::debug!(
-                    dropped,
-                    "schedule writes for partitions this node no longer holds dropped"
-                );
-                metrics::fenced_writes(dropped);
-            }
+            fenced_count = dropped;
         }
         // Task inserts first (a log may belong to a task created in this batch), then all
         // log rows at once, then the rest in arrival order.
@@ -351,7 +346,7 @@ async fn apply_batch(db: &DatabaseConnection, batch: Vec<Item>, fence: Option<&F
             advance_many(&txn, chunk).await?;
         }
         txn.commit().await?;
-        Ok::<_, DbErr>(counts)
+        Ok::<_, DbErr>((counts, fenced_count))
     };
     let mut result = run().await;
     if let Err(e) = &result {
@@ -363,7 +358,14 @@ async fn apply_batch(db: &DatabaseConnection, batch: Vec<Item>, fence: Option<&F
     }
 
     match result {
-        Ok(counts) => {
+        Ok((counts, dropped)) => {
+            if dropped > 0 {
+                tracing::debug!(
+                    dropped,
+                    "schedule writes for partitions this node no longer holds dropped"
+                );
+                metrics::fenced_writes(dropped);
+            }
             for ((_, reply), n) in writes.into_iter().zip(counts) {
                 if let Some(r) = reply {
                     let _ = r.send(Ok(n));

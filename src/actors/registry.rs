@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -128,15 +128,45 @@ struct ClusterState {
     load_waiters: Vec<tokio::sync::oneshot::Sender<usize>>,
     reconciling: bool,
     recently_finished: HashMap<Uuid, Instant>,
+    /// Cancelled or deleted through another node: not started again by a reload that read
+    /// the row just before.
+    recently_stopped: HashMap<Uuid, Instant>,
+    /// Partitions being released or claimed by this node: a claim waits for this node's own
+    /// release of the partition, and a release for its claim, so neither lands out of order.
+    releasing: Arc<Mutex<HashSet<u32>>>,
+    claiming: Arc<Mutex<HashSet<u32>>>,
 }
 
-/// Which partitions this node owns, readable by the claim-and-load tasks off the registry.
+/// A flag per partition, readable by the claim-and-load tasks off the registry.
 type OwnedMap = Arc<Vec<AtomicBool>>;
+
+fn flag(map: &OwnedMap, p: u32) -> bool {
+    map.get(p as usize)
+        .is_some_and(|o| o.load(Ordering::Acquire))
+}
+
+fn set_flag(map: &OwnedMap, p: u32, v: bool) {
+    if let Some(o) = map.get(p as usize) {
+        o.store(v, Ordering::Release);
+    }
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 pub struct TaskRegistry {
     partitions: u32,
-    /// `owned[p]`: whether this node runs partition `p`.
+    /// `owned[p]`: whether this node runs partition `p` (in a cluster: assigned to it and
+    /// claimed in the database — no task of it is started before the claim).
     owned: OwnedMap,
+    /// Cluster mode: `assigned[p]`: the membership gives partition `p` to this node.
+    assigned: OwnedMap,
+    /// Shutting down: no task is started any more.
+    draining: bool,
+    /// The row version each running task was last read at (cluster reconciliation finds a
+    /// redefinition whose notice was lost by it).
+    versions: HashMap<Uuid, i64>,
     base: Option<RegistryDeps>,
     deps: Option<Arc<TaskDeps>>,
     tasks: HashMap<Uuid, Addr<TaskActor>>,
@@ -156,13 +186,20 @@ impl TaskRegistry {
             load_waiters: Vec::new(),
             reconciling: false,
             recently_finished: HashMap::new(),
+            recently_stopped: HashMap::new(),
+            releasing: Arc::default(),
+            claiming: Arc::default(),
         });
         // A single node owns everything; a cluster member nothing until told.
         let all = cluster.is_none();
         let owned = Arc::new((0..partitions).map(|_| AtomicBool::new(all)).collect());
+        let assigned = Arc::new((0..partitions).map(|_| AtomicBool::new(all)).collect());
         Self {
             partitions,
             owned,
+            assigned,
+            draining: false,
+            versions: HashMap::new(),
             base: Some(deps),
             deps: None,
             tasks: HashMap::new(),
@@ -175,9 +212,7 @@ impl TaskRegistry {
     }
 
     fn owns_partition(&self, p: u32) -> bool {
-        self.owned
-            .get(p as usize)
-            .is_some_and(|o| o.load(Ordering::Acquire))
+        flag(&self.owned, p)
     }
 
     /// Whether this node runs `task_id`.
@@ -196,6 +231,7 @@ impl TaskRegistry {
             .collect();
         let mut waits = Vec::with_capacity(gone.len());
         for id in &gone {
+            self.versions.remove(id);
             if let Some(addr) = self.tasks.remove(id) {
                 metrics::sent(ActorKind::Task);
                 waits.push(addr.send(Release));
@@ -224,7 +260,7 @@ impl TaskRegistry {
         let Some(deps) = self.deps.clone() else {
             return;
         };
-        if !task.status.is_active() || !self.owns(task.task_id) {
+        if self.draining || !task.status.is_active() || !self.owns(task.task_id) {
             return;
         }
         let id = task.task_id;
@@ -240,6 +276,7 @@ impl TaskRegistry {
         // measured — no gain in the bench — and let a `Stop` race the registry's last address
         // on another thread, so that the supervisor restarted a stopped actor; see
         // BENCHMARKS.md, change 15.)
+        self.versions.insert(id, task.version);
         let addr = Supervisor::start(move |_| TaskActor::new(deps, task));
         self.tasks.insert(id, addr);
         metrics::live(ActorKind::Task, self.tasks.len());
@@ -303,6 +340,7 @@ impl Handler<Deactivate> for TaskRegistry {
 
     fn handle(&mut self, msg: Deactivate, _: &mut Self::Context) -> Self::Result {
         let _m = metrics::handling(ActorKind::Registry, "Deactivate");
+        self.versions.remove(&msg.0);
         let addr = self.tasks.remove(&msg.0);
         metrics::live(ActorKind::Task, self.tasks.len());
         addr
@@ -317,6 +355,7 @@ impl Handler<Finished> for TaskRegistry {
         if let Some(c) = &mut self.cluster {
             c.recently_finished.insert(msg.task_id, Instant::now());
         }
+        self.versions.remove(&msg.task_id);
         if let Some(addr) = self.tasks.remove(&msg.task_id) {
             metrics::sent(ActorKind::Task);
             addr.do_send(Stop);
@@ -439,6 +478,7 @@ impl Handler<DrainAll> for TaskRegistry {
 
     fn handle(&mut self, msg: DrainAll, _: &mut Self::Context) -> Self::Result {
         let _m = metrics::handling(ActorKind::Registry, "DrainAll");
+        self.draining = true;
         let waits: Vec<_> = self
             .tasks
             .values()
@@ -483,13 +523,18 @@ impl Handler<Owned> for TaskRegistry {
             }
         }
         let gained: Vec<u32> = (0..n)
-            .filter(|p| now_owned[*p as usize] && !self.owns_partition(*p))
+            .filter(|p| now_owned[*p as usize] && !flag(&self.assigned, *p))
             .collect();
         let lost: Vec<u32> = (0..n)
-            .filter(|p| !now_owned[*p as usize] && self.owns_partition(*p))
+            .filter(|p| !now_owned[*p as usize] && flag(&self.assigned, *p))
             .collect();
+        // Assigned now; owned (tasks started) only once claimed, by `acquire`. A lost
+        // partition starts nothing more at once.
         for (p, o) in now_owned.iter().enumerate() {
-            self.owned[p].store(*o, Ordering::Release);
+            set_flag(&self.assigned, p as u32, *o);
+            if !*o {
+                set_flag(&self.owned, p as u32, false);
+            }
         }
         tracing::info!(
             gained = gained.len(),
@@ -514,7 +559,12 @@ impl Handler<Owned> for TaskRegistry {
         let persistence = c.persistence.clone();
         let owner = c.owner.clone();
         let me = ctx.address();
-        let owned = self.owned.clone();
+        let maps = Maps {
+            owned: self.owned.clone(),
+            assigned: self.assigned.clone(),
+            releasing: c.releasing.clone(),
+            claiming: c.claiming.clone(),
+        };
         let live: HashSet<String> = msg.live_owners.into_iter().collect();
         actix_rt::spawn(async move {
             let result = acquire(
@@ -522,7 +572,7 @@ impl Handler<Owned> for TaskRegistry {
                 &persistence,
                 &owner,
                 &live,
-                &owned,
+                &maps,
                 me.clone(),
                 gained,
             )
@@ -542,6 +592,8 @@ impl TaskRegistry {
         let waits = self.release_unowned();
         let Some(c) = &mut self.cluster else { return };
         c.releases += 1;
+        locked(&c.releasing).extend(lost.iter().copied());
+        let (releasing, claiming) = (c.releasing.clone(), c.claiming.clone());
         let persistence = c.persistence.clone();
         let owner = c.owner.clone();
         let outbox = deps.persistence.clone();
@@ -556,6 +608,12 @@ impl TaskRegistry {
                 outbox.flush();
                 metrics::sent(ActorKind::Persistence);
                 let _ = persistence.send(Flush).await;
+                // A claim of one of these partitions by this node still in flight (it was
+                // regained and lost again meanwhile) is committed first: this release then
+                // gives the partition up for the node that owns it now.
+                while lost.iter().any(|p| locked(&claiming).contains(p)) {
+                    tokio::time::sleep(RELEASE_POLL).await;
+                }
                 for attempt in 0..5u32 {
                     metrics::sent(ActorKind::Persistence);
                     match persistence
@@ -572,6 +630,12 @@ impl TaskRegistry {
                             tokio::time::sleep(Duration::from_millis(200)).await;
                         }
                         Err(_) => break,
+                    }
+                }
+                {
+                    let mut r = locked(&releasing);
+                    for p in &lost {
+                        r.remove(p);
                     }
                 }
                 tracing::info!(
@@ -595,30 +659,41 @@ impl TaskRegistry {
     }
 }
 
+/// The per-partition flags a claim-and-load works with, off the registry.
+struct Maps {
+    owned: OwnedMap,
+    assigned: OwnedMap,
+    releasing: Arc<Mutex<HashSet<u32>>>,
+    claiming: Arc<Mutex<HashSet<u32>>>,
+}
+
 /// Claims each gained partition once its previous holder released it (or is not a live
-/// member any more, or after [`HAND_OVER_MAX`]) and loads its tasks. A partition this node
-/// stops owning meanwhile is left alone.
+/// member any more, or after [`HAND_OVER_MAX`]) and this node's own release of it (if it
+/// just lost and regained it) is done; marks it owned and loads its tasks. A partition that
+/// stops being assigned here meanwhile is left alone. Answers the partitions claimed and
+/// loaded, and how many tasks were started.
 async fn acquire(
     deps: &TaskDeps,
     persistence: &Addr<PersistenceActor>,
     owner: &str,
     live: &HashSet<String>,
-    owned: &OwnedMap,
+    maps: &Maps,
     me: Addr<TaskRegistry>,
     gained: Vec<u32>,
 ) -> Result<(usize, Vec<u32>), String> {
     let deadline = Instant::now() + HAND_OVER_MAX;
-    let still_ours = |p: &u32| {
-        owned
-            .get(*p as usize)
-            .is_some_and(|o| o.load(Ordering::Acquire))
-    };
     let mut pending = gained;
     let mut loaded = 0;
     let mut claimed = Vec::new();
+    let mut failed = 0;
     loop {
-        pending.retain(still_ours);
+        pending.retain(|p| flag(&maps.assigned, *p));
         if pending.is_empty() {
+            if failed > 0 {
+                return Err(format!(
+                    "{failed} partitions claimed but not loaded; the next reconciliation loads them"
+                ));
+            }
             return Ok((loaded, claimed));
         }
         let held: HashSet<u32> = match deps.store.partition_owners(&pending).await {
@@ -639,38 +714,74 @@ async fn acquire(
                 "previous holders did not release in time; claiming anyway"
             );
         }
-        let ready: Vec<u32> = pending
-            .iter()
-            .copied()
-            .filter(|p| late || !held.contains(p))
-            .collect();
-        if !ready.is_empty() {
-            metrics::sent(ActorKind::Persistence);
-            match persistence
-                .send(Commit(Write::Claim {
-                    partitions: ready.clone(),
-                    owner: owner.to_string(),
-                    now: crate::time::now_ms(),
-                }))
-                .await
-            {
-                Ok(Ok(_)) => {
-                    metrics::partitions_claimed(ready.len());
-                    loaded += take_over(deps, me.clone(), owned.len() as u32, &ready)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    pending.retain(|p| !ready.contains(p));
-                    claimed.extend(ready);
-                }
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "claiming partitions failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(_) => return Err("the persistence actor stopped".into()),
-            }
+        let ready: Vec<u32> = {
+            let releasing = locked(&maps.releasing);
+            pending
+                .iter()
+                .copied()
+                .filter(|p| (late || !held.contains(p)) && !releasing.contains(p))
+                // Still this node's after the read above.
+                .filter(|p| flag(&maps.assigned, *p))
+                .collect()
+        };
+        if ready.is_empty() {
+            tokio::time::sleep(RELEASE_POLL).await;
             continue;
         }
-        tokio::time::sleep(RELEASE_POLL).await;
+        locked(&maps.claiming).extend(ready.iter().copied());
+        metrics::sent(ActorKind::Persistence);
+        let claim = persistence
+            .send(Commit(Write::Claim {
+                partitions: ready.clone(),
+                owner: owner.to_string(),
+                now: crate::time::now_ms(),
+            }))
+            .await;
+        let ok = match claim {
+            Ok(Ok(_)) => {
+                metrics::partitions_claimed(ready.len());
+                // Claimed: its tasks may start here from now on (the load below, a notice,
+                // this node's API), unless it was taken away meanwhile.
+                for p in &ready {
+                    if flag(&maps.assigned, *p) {
+                        set_flag(&maps.owned, *p, true);
+                    }
+                }
+                match take_over(deps, me.clone(), maps.owned.len() as u32, &ready).await {
+                    Ok(n) => {
+                        loaded += n;
+                        claimed.extend(ready.iter().copied());
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, partitions = ready.len(), "loading claimed partitions failed; the next reconciliation loads their tasks");
+                        failed += ready.len();
+                    }
+                }
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "claiming partitions failed; retrying");
+                false
+            }
+            Err(_) => {
+                let mut c = locked(&maps.claiming);
+                for p in &ready {
+                    c.remove(p);
+                }
+                return Err("the persistence actor stopped".into());
+            }
+        };
+        {
+            let mut c = locked(&maps.claiming);
+            for p in &ready {
+                c.remove(p);
+            }
+        }
+        if ok {
+            pending.retain(|p| !ready.contains(p));
+        } else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 }
 
@@ -815,6 +926,8 @@ impl TaskRegistry {
         let now = Instant::now();
         c.recently_finished
             .retain(|_, at| now.duration_since(*at) < FINISHED_MEMORY);
+        c.recently_stopped
+            .retain(|_, at| now.duration_since(*at) < FINISHED_MEMORY);
         if !c.loaded || c.loads > 0 || c.reconciling {
             return;
         }
@@ -823,7 +936,7 @@ impl TaskRegistry {
         actix_rt::spawn(async move {
             let ids = deps
                 .store
-                .active_task_ids()
+                .active_task_versions()
                 .await
                 .map_err(|e| e.to_string());
             metrics::sent(ActorKind::Registry);
@@ -884,7 +997,7 @@ impl TaskRegistry {
 /// The ids of every active task, for a reconciliation.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct ActiveIds(Result<Vec<String>, String>);
+struct ActiveIds(Result<Vec<(String, i64)>, String>);
 
 impl Handler<ActiveIds> for TaskRegistry {
     type Result = ();
@@ -900,19 +1013,38 @@ impl Handler<ActiveIds> for TaskRegistry {
                 return;
             }
         };
-        let active: HashSet<Uuid> = ids.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect();
-        let recently: HashSet<Uuid> = c.recently_finished.keys().copied().collect();
-        let missing: Vec<Uuid> = active
+        let active: HashMap<Uuid, i64> = ids
             .iter()
+            .filter_map(|(s, v)| Uuid::parse_str(s).ok().map(|id| (id, *v)))
+            .collect();
+        let recently: HashSet<Uuid> = c
+            .recently_finished
+            .keys()
+            .chain(c.recently_stopped.keys())
+            .copied()
+            .collect();
+        let missing: Vec<Uuid> = active
+            .keys()
             .filter(|id| self.owns(**id) && !self.tasks.contains_key(id) && !recently.contains(id))
             .copied()
+            .collect();
+        // Running here at another version than the row's: redefined through another node
+        // whose notice was lost (or this task's own status change, which a reload leaves as
+        // it is).
+        let changed: Vec<Uuid> = active
+            .iter()
+            .filter(|(id, v)| {
+                self.tasks.contains_key(id)
+                    && self.versions.get(id).is_some_and(|known| known != *v)
+            })
+            .map(|(id, _)| *id)
             .collect();
         // Running here but no longer active in the database: a lost cancel or delete.
         // Checked again row by row before stopping (it may have been created just now).
         let extra: Vec<Uuid> = self
             .tasks
             .keys()
-            .filter(|id| !active.contains(id))
+            .filter(|id| !active.contains_key(id))
             .copied()
             .collect();
         if !missing.is_empty() || !extra.is_empty() {
@@ -925,6 +1057,8 @@ impl Handler<ActiveIds> for TaskRegistry {
         let mut check = missing;
         check.extend(extra);
         self.reload(check, false, false, ctx);
+        // Redefined: the definition is replaced, the runtime state (next slot) kept.
+        self.reload(changed, true, false, ctx);
     }
 }
 
@@ -949,9 +1083,26 @@ impl Handler<Reloaded> for TaskRegistry {
                 continue;
             }
             active.insert(t.task_id);
+            let (finished, stopped) = self.cluster.as_ref().map_or((false, false), |c| {
+                (
+                    c.recently_finished.contains_key(&t.task_id),
+                    c.recently_stopped.contains_key(&t.task_id),
+                )
+            });
+            if stopped {
+                // Cancelled or deleted after this read.
+                continue;
+            }
             match self.tasks.get(&t.task_id) {
+                // An older read than what the actor already has (two quick patches).
+                Some(_)
+                    if self
+                        .versions
+                        .get(&t.task_id)
+                        .is_some_and(|v| *v > t.version) => {}
                 Some(addr) if msg.redefine => {
                     metrics::sent(ActorKind::Task);
+                    self.versions.insert(t.task_id, t.version);
                     addr.do_send(Redefine {
                         task: Box::new(t),
                         reschedule: msg.reschedule,
@@ -959,11 +1110,7 @@ impl Handler<Reloaded> for TaskRegistry {
                 }
                 Some(_) => {}
                 None => {
-                    let recently = self
-                        .cluster
-                        .as_ref()
-                        .is_some_and(|c| c.recently_finished.contains_key(&t.task_id));
-                    if !recently || msg.redefine {
+                    if !finished || msg.redefine {
                         self.spawn(t, false);
                     }
                 }
@@ -971,6 +1118,7 @@ impl Handler<Reloaded> for TaskRegistry {
         }
         for id in msg.ids {
             if !active.contains(&id) {
+                self.versions.remove(&id);
                 if let Some(addr) = self.tasks.remove(&id) {
                     metrics::sent(ActorKind::Task);
                     addr.do_send(Stop);
@@ -988,6 +1136,10 @@ impl Handler<Changed> for TaskRegistry {
         let _m = metrics::handling(ActorKind::Registry, "Changed");
         match msg.kind {
             ChangeKind::Stop => {
+                if let Some(c) = &mut self.cluster {
+                    c.recently_stopped.insert(msg.task_id, Instant::now());
+                }
+                self.versions.remove(&msg.task_id);
                 if let Some(addr) = self.tasks.remove(&msg.task_id) {
                     metrics::sent(ActorKind::Task);
                     addr.do_send(Stop);

@@ -82,6 +82,9 @@ pub struct Drain;
 
 pub struct TaskActor {
     deps: Arc<TaskDeps>,
+    /// Cluster mode: the ZooKeeper session this actor was started under; it fires only
+    /// while that session lasts.
+    session: u64,
     task: ActiveTask,
     request: Arc<OutboundRequest>,
     generation: u64,
@@ -113,8 +116,10 @@ fn outbound(task: &mut ActiveTask, dispatcher: &Dispatcher) -> Arc<OutboundReque
 impl TaskActor {
     pub fn new(deps: Arc<TaskDeps>, mut task: ActiveTask) -> Self {
         let request = outbound(&mut task, &deps.dispatcher);
+        let session = deps.cluster.as_ref().map_or(0, |c| c.lease.session());
         Self {
             deps,
+            session,
             task,
             request,
             generation: 0,
@@ -202,10 +207,27 @@ impl TaskActor {
 
     fn send_attempt(&mut self, ctx: &mut Context<Self>) {
         if self.in_flight.is_some() && !self.may_fire() {
-            // A retry after the lease lapsed: given up (the owner decides what runs next).
-            metrics::fire("fenced");
-            self.in_flight = None;
+            // The lease lapsed after the fire (its guard may be this node's): held until the
+            // lease is back, not dropped; a drain or release ends the wait (not on the wire).
+            if let Some(f) = &mut self.in_flight {
+                f.sending = false;
+            }
             self.settle();
+            let lost = self
+                .deps
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.lease.session() != self.session);
+            if lost {
+                // The session is gone: another node runs the task now.
+                self.in_flight = None;
+                return;
+            }
+            ctx.run_later(FENCED_RECHECK, |act, ctx| {
+                if !act.ended && !act.draining {
+                    act.send_attempt(ctx);
+                }
+            });
             return;
         }
         let Some(f) = &mut self.in_flight else { return };
@@ -612,7 +634,10 @@ impl TaskActor {
 impl TaskActor {
     /// Whether this node may fire now (always, outside cluster mode).
     fn may_fire(&self) -> bool {
-        self.deps.cluster.as_ref().is_none_or(|g| g.lease.valid())
+        self.deps
+            .cluster
+            .as_ref()
+            .is_none_or(|g| g.lease.valid_for(self.session))
     }
 
     /// The guard of `slot` was asked for: send it if taken (or if Redis could not say).

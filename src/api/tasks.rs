@@ -161,6 +161,7 @@ pub async fn create(
         next_run_time: next,
         execution_count: 0,
         consecutive_failures: 0,
+        version: 1,
     })));
     notify(&state, task_id, ChangeKind::Upsert, true, next).await;
     tracing::info!(%task_id, next_run_ms = next, "task created");
@@ -370,6 +371,7 @@ pub async fn patch(
                     next_run_time: next,
                     execution_count: m.execution_count,
                     consecutive_failures: m.consecutive_failures,
+                    version: m.version + 1,
                 }),
                 reschedule,
             });

@@ -388,6 +388,7 @@ async fn session_loop(
             Ended::Lost => {
                 renewer.abort();
                 lease.revoke();
+                metrics::sent(ActorKind::Membership);
                 me.do_send(SessionLost);
                 drop(client);
             }

@@ -124,6 +124,9 @@ pub struct Lease {
     base: Instant,
     /// Milliseconds after `base` until which firing is allowed; 0: not allowed.
     until_ms: AtomicU64,
+    /// Bumped when a session is lost: what was started under an earlier session never fires
+    /// again, even once the node has joined anew and its lease is valid.
+    session: AtomicU64,
 }
 
 impl Default for Lease {
@@ -138,6 +141,7 @@ impl Lease {
         Self {
             base: Instant::now(),
             until_ms: AtomicU64::new(0),
+            session: AtomicU64::new(0),
         }
     }
 
@@ -146,6 +150,7 @@ impl Lease {
         Self {
             base: Instant::now(),
             until_ms: AtomicU64::new(u64::MAX),
+            session: AtomicU64::new(0),
         }
     }
 
@@ -156,13 +161,26 @@ impl Lease {
             .fetch_max(until.as_millis() as u64, Ordering::AcqRel);
     }
 
+    /// The session was lost: nothing may fire until the node joined again, and nothing
+    /// started before ever fires again.
     pub fn revoke(&self) {
+        self.session.fetch_add(1, Ordering::AcqRel);
         self.until_ms.store(0, Ordering::Release);
+    }
+
+    /// The current session's number, for [`Lease::valid_for`].
+    pub fn session(&self) -> u64 {
+        self.session.load(Ordering::Acquire)
     }
 
     pub fn valid(&self) -> bool {
         let until = self.until_ms.load(Ordering::Acquire);
         until == u64::MAX || (self.base.elapsed().as_millis() as u64) < until
+    }
+
+    /// Valid, and still the session `session` was taken in.
+    pub fn valid_for(&self, session: u64) -> bool {
+        self.session() == session && self.valid()
     }
 }
 
@@ -238,5 +256,18 @@ mod tests {
         lease.extend(lease.base, Duration::from_millis(10));
         assert!(!lease.valid());
         assert!(Lease::unlimited().valid());
+    }
+
+    #[test]
+    fn what_started_under_a_lost_session_never_fires_again() {
+        let lease = Lease::new();
+        lease.extend(Instant::now(), Duration::from_secs(60));
+        let first = lease.session();
+        assert!(lease.valid_for(first));
+        lease.revoke();
+        // Joined again: valid for what starts now, not for what started before.
+        lease.extend(Instant::now(), Duration::from_secs(60));
+        assert!(lease.valid_for(lease.session()));
+        assert!(!lease.valid_for(first));
     }
 }

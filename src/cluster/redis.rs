@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::metrics;
+use crate::metrics::{self, ActorKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
@@ -317,6 +317,7 @@ impl ClusterRedis {
                             tracing::info!("change notices: subscribed again");
                         }
                         failures = 0;
+                        metrics::sent(ActorKind::Registry);
                         if resubscribed.try_send(Resubscribed).is_err() && !resubscribed.connected()
                         {
                             return;
@@ -333,6 +334,7 @@ impl ClusterRedis {
                                     if !changes.connected() {
                                         return;
                                     }
+                                    metrics::sent(ActorKind::Registry);
                                     changes.do_send(c);
                                 }
                                 Err(e) => {
