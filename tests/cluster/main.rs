@@ -22,4 +22,5 @@ mod api;
 mod failover;
 mod infra;
 mod join;
+mod reconcile;
 mod steady;
