@@ -272,11 +272,11 @@ impl Application {
             max_body_bytes: settings.server.max_body_bytes,
             allow_private_targets: h.allow_private_targets,
             ready: ready.clone(),
-            cluster: match (&membership, &redis) {
-                (Some(m), Some(r)) => Some(api::ClusterApi {
+            cluster: match (&membership, &redis, &queue) {
+                (Some(m), Some(r), Some(q)) => Some(api::ClusterApi {
                     membership: m.clone(),
                     redis: r.clone(),
-                    queue: queue.clone().unwrap_or_else(|| r.queue_writer()),
+                    queue: q.clone(),
                 }),
                 _ => None,
             },
