@@ -67,6 +67,18 @@ pub struct Fence {
     pub partitions: u32,
 }
 
+impl Fence {
+    /// For a fenced write, the partition of its task (`None` inside: an unreadable id, which
+    /// no claim covers).
+    fn partition_of(&self, w: &Write) -> Option<Option<u32>> {
+        w.fenced_task().map(|id| {
+            uuid::Uuid::parse_str(id)
+                .ok()
+                .map(|u| crate::cluster::partition_of(u, self.partitions))
+        })
+    }
+}
+
 pub struct PersistenceActor {
     db: DatabaseConnection,
     fence: Option<Arc<Fence>>,
@@ -282,19 +294,14 @@ async fn apply_batch(db: &DatabaseConnection, batch: Vec<Item>, fence: Option<&F
         let mut fenced = vec![false; writes.len()];
         let mut fenced_count = 0;
         if let Some(f) = fenced_writes {
-            let of = |w: &Write| {
-                w.fenced_task().map(|id| {
-                    uuid::Uuid::parse_str(id)
-                        .map(|u| crate::cluster::partition_of(u, f.partitions))
-                        .ok()
-                })
-            };
-            let wanted: std::collections::BTreeSet<u32> =
-                writes.iter().filter_map(|(w, _)| of(w).flatten()).collect();
+            let wanted: std::collections::BTreeSet<u32> = writes
+                .iter()
+                .filter_map(|(w, _)| f.partition_of(w).flatten())
+                .collect();
             let held = held_partitions(&txn, &f.owner, &wanted).await?;
             let mut dropped = 0;
             for (i, (w, _)) in writes.iter().enumerate() {
-                if let Some(p) = of(w) {
+                if let Some(p) = f.partition_of(w) {
                     if !p.is_some_and(|p| held.contains(&p)) {
                         fenced[i] = true;
                         dropped += 1;
@@ -403,10 +410,7 @@ async fn apply_alone(
     fence: Option<&Fence>,
 ) -> Result<u64, DbErr> {
     let txn = db.begin().await?;
-    if let (Some(f), Some(id)) = (fence, w.fenced_task()) {
-        let p = uuid::Uuid::parse_str(id)
-            .map(|u| crate::cluster::partition_of(u, f.partitions))
-            .ok();
+    if let Some((f, p)) = fence.and_then(|f| f.partition_of(w).map(|p| (f, p))) {
         let wanted = p.into_iter().collect();
         let held = held_partitions(&txn, &f.owner, &wanted).await?;
         if !p.is_some_and(|p| held.contains(&p)) {

@@ -123,6 +123,15 @@ impl Membership {
             .collect()
     }
 
+    /// Tells the registry what it owns, with the live members' owner tokens.
+    fn owned(&self, partitions: Vec<u32>, hand_over: bool) -> Owned {
+        Owned {
+            partitions,
+            live_owners: self.members.iter().map(|m| m.owner.clone()).collect(),
+            hand_over,
+        }
+    }
+
     fn publish(&mut self, hand_over: bool) {
         let ids: Vec<&str> = self.members.iter().map(|m| m.node_id.as_str()).collect();
         self.map = assign(&ids, self.settings.partitions);
@@ -135,11 +144,7 @@ impl Membership {
             "cluster membership changed"
         );
         metrics::sent(ActorKind::Registry);
-        self.registry.do_send(Owned {
-            partitions: mine,
-            live_owners: self.members.iter().map(|m| m.owner.clone()).collect(),
-            hand_over,
-        });
+        self.registry.do_send(self.owned(mine, hand_over));
     }
 }
 
@@ -253,11 +258,7 @@ impl Handler<Leave> for Membership {
         self.members.retain(|m| m.node_id != self.settings.node_id);
         metrics::partitions_owned(0);
         metrics::sent(ActorKind::Registry);
-        self.registry.do_send(Owned {
-            partitions: Vec::new(),
-            live_owners: self.members.iter().map(|m| m.owner.clone()).collect(),
-            hand_over: others,
-        });
+        self.registry.do_send(self.owned(Vec::new(), others));
         self.leave.cancel();
         let left = self.left.take();
         Box::pin(async move {

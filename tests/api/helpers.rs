@@ -15,9 +15,6 @@ pub use crate::sink::{Reply, Sink};
 
 pub const SECRET: &str = "test-secret-for-the-suite";
 
-/// MariaDB on the machine; a test that needs it fails loudly when it is not there.
-pub const MYSQL_SERVER: &str = "mysql://root@127.0.0.1:3306";
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -58,20 +55,9 @@ impl TestDb {
                 mysql_name: None,
             },
             Backend::MySql => {
-                use sea_orm::ConnectionTrait;
-                let name = format!("tw_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = sea_orm::Database::connect(format!("{MYSQL_SERVER}/test"))
-                    .await
-                    .unwrap_or_else(|e| {
-                        panic!("MariaDB must be running at {MYSQL_SERVER} for this test: {e}")
-                    });
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE `{name}`"))
-                    .await
-                    .expect("create test database");
-                let _ = admin.close().await;
+                let (url, name) = crate::mariadb::create_database("tw_test").await;
                 TestDb {
-                    url: format!("{MYSQL_SERVER}/{name}"),
+                    url,
                     mysql_name: Some(name),
                 }
             }
@@ -82,43 +68,7 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some(name) = self.mysql_name.take() {
-            // Drop runs outside async, on the thread the app's actors live on: the app cannot
-            // commit while this blocks, so its connections are killed first (a DROP DATABASE
-            // would otherwise wait on a transaction that can never finish).
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async {
-                    use sea_orm::{ConnectionTrait, Statement};
-                    let Ok(db) = sea_orm::Database::connect(format!("{MYSQL_SERVER}/test")).await
-                    else {
-                        return;
-                    };
-                    let _ = db
-                        .execute_unprepared("SET SESSION lock_wait_timeout = 10")
-                        .await;
-                    let ids = db
-                        .query_all_raw(Statement::from_sql_and_values(
-                            db.get_database_backend(),
-                            "SELECT id FROM information_schema.processlist WHERE db = ?",
-                            [name.clone().into()],
-                        ))
-                        .await
-                        .unwrap_or_default();
-                    for row in ids {
-                        if let Ok(id) = row.try_get_by_index::<u64>(0) {
-                            let _ = db.execute_unprepared(&format!("KILL {id}")).await;
-                        }
-                    }
-                    let _ = db
-                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS `{name}`"))
-                        .await;
-                    let _ = db.close().await;
-                });
-            })
-            .join();
+            crate::mariadb::drop_database(name);
         }
     }
 }

@@ -1,7 +1,11 @@
 //! Integration tests: the real application on port 0, a temporary database (SQLite and
 //! MariaDB), and a local sink standing in for the downstream services.
 
+#[path = "../common/child.rs"]
+mod child;
 mod helpers;
+#[path = "../common/mariadb.rs"]
+mod mariadb;
 mod sink;
 
 mod cli;

@@ -3,11 +3,9 @@
 //! durability, encrypted headers), plus `token`, `migrate`, configuration loading, the key file
 //! and secrets in the logs.
 
-use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -36,46 +34,7 @@ pub(crate) async fn pause(ms: u64) {
 // Child processes
 // ---------------------------------------------------------------------------------------------
 
-pub(crate) type Buf = Arc<Mutex<String>>;
-
-/// Reads `r` line by line into a shared buffer on a thread of its own, so the child never
-/// blocks on a full pipe.
-pub(crate) fn drain(r: impl Read + Send + 'static) -> (Buf, JoinHandle<()>) {
-    let buf = Buf::default();
-    let shared = buf.clone();
-    let handle = std::thread::spawn(move || {
-        let mut r = BufReader::new(r);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match r.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => shared
-                    .lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&line)),
-            }
-        }
-    });
-    (buf, handle)
-}
-
-/// Owns a child process: it is killed (SIGKILL) and reaped when dropped, so no process outlives
-/// its test, whatever happens in it.
-pub(crate) struct ChildGuard(Child);
-
-impl ChildGuard {
-    pub(crate) fn kill9(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
+pub(crate) use crate::child::{drain, listening_port, Buf, ChildGuard};
 
 /// How a command that is expected to exit ended.
 pub(crate) struct Exit {
@@ -114,24 +73,6 @@ pub(crate) async fn run_to_exit(mut cmd: Command, timeout: Duration) -> Exit {
         stdout,
         stderr,
     }
-}
-
-/// The port in the log line "… listening on http://127.0.0.1:PORT …".
-pub(crate) fn listening_port(log: &str) -> Option<u16> {
-    const MARK: &str = "listening on http://";
-    let rest = &log[log.find(MARK)? + MARK.len()..];
-    // The address ends where the log line's text does (a space, or a quote in JSON logs).
-    let addr: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-        .collect();
-    let port: String = addr
-        .rsplit(':')
-        .next()?
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect();
-    port.parse().ok()
 }
 
 /// A running `tickwheel serve`; killed with SIGKILL when dropped.

@@ -5,9 +5,6 @@ use std::collections::HashMap;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
-/// MariaDB on the machine; a test that needs it fails loudly when it is not there.
-pub const MYSQL_SERVER: &str = "mysql://root@127.0.0.1:3306";
-
 pub struct TestDb {
     pub url: String,
     name: String,
@@ -15,21 +12,8 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn create() -> TestDb {
-        let name = format!("tw_cluster_{}", uuid::Uuid::new_v4().simple());
-        let admin = sea_orm::Database::connect(format!("{MYSQL_SERVER}/test"))
-            .await
-            .unwrap_or_else(|e| {
-                panic!("MariaDB must be running at {MYSQL_SERVER} for the cluster tests: {e}")
-            });
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE `{name}`"))
-            .await
-            .expect("create test database");
-        let _ = admin.close().await;
-        TestDb {
-            url: format!("{MYSQL_SERVER}/{name}"),
-            name,
-        }
+        let (url, name) = crate::mariadb::create_database("tw_cluster").await;
+        TestDb { url, name }
     }
 
     pub async fn connect(&self) -> DatabaseConnection {
@@ -41,42 +25,7 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = std::mem::take(&mut self.name);
-        // Drop runs outside async: a thread of its own with its own runtime. Connections left
-        // by killed nodes are killed first so that DROP DATABASE cannot wait on them.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let Ok(db) = sea_orm::Database::connect(format!("{MYSQL_SERVER}/test")).await
-                else {
-                    return;
-                };
-                let _ = db
-                    .execute_unprepared("SET SESSION lock_wait_timeout = 10")
-                    .await;
-                let ids = db
-                    .query_all_raw(Statement::from_sql_and_values(
-                        db.get_database_backend(),
-                        "SELECT id FROM information_schema.processlist WHERE db = ?",
-                        [name.clone().into()],
-                    ))
-                    .await
-                    .unwrap_or_default();
-                for row in ids {
-                    if let Ok(id) = row.try_get_by_index::<u64>(0) {
-                        let _ = db.execute_unprepared(&format!("KILL {id}")).await;
-                    }
-                }
-                let _ = db
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS `{name}`"))
-                    .await;
-                let _ = db.close().await;
-            });
-        })
-        .join();
+        crate::mariadb::drop_database(std::mem::take(&mut self.name));
     }
 }
 

@@ -8,6 +8,11 @@
 //! last two. Heavy: .config/nextest.toml runs these tests one at a time, alone.
 //! `TW_CLUSTER_TASKS` changes the load (default 1000 tasks at 1 s).
 
+#[path = "../common/child.rs"]
+mod child;
+#[path = "../common/mariadb.rs"]
+mod mariadb;
+
 mod analysis;
 mod cluster;
 mod db;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::procs::{drain, excerpt, now_ms, pause, signal, Buf, ChildGuard};
+use crate::procs::{drain, excerpt, listening_port, now_ms, pause, signal, Buf, ChildGuard};
 
 /// How long a node may take to start and become ready (the machine is loaded).
 pub const START_WAIT: Duration = Duration::from_secs(40);
@@ -252,21 +252,4 @@ impl Node {
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
-}
-
-/// The port in the log line "… listening on http://127.0.0.1:PORT …".
-pub fn listening_port(log: &str) -> Option<u16> {
-    const MARK: &str = "listening on http://";
-    let rest = &log[log.find(MARK)? + MARK.len()..];
-    let addr: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-        .collect();
-    let port: String = addr
-        .rsplit(':')
-        .next()?
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect();
-    port.parse().ok()
 }

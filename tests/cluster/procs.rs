@@ -2,10 +2,7 @@
 //! drain, signals, free ports and deadline-based waiting.
 
 use std::future::Future;
-use std::io::{BufRead, BufReader, Read};
-use std::process::Child;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Epoch milliseconds: the one clock the sink, the scenarios and the nodes' `webhook-id` share.
@@ -64,55 +61,7 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
-pub type Buf = Arc<Mutex<String>>;
-
-/// Reads `r` line by line into a shared buffer on a thread of its own, so the child never
-/// blocks on a full pipe.
-pub fn drain(r: impl Read + Send + 'static) -> (Buf, JoinHandle<()>) {
-    let buf = Buf::default();
-    let shared = buf.clone();
-    let handle = std::thread::spawn(move || {
-        let mut r = BufReader::new(r);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match r.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => shared
-                    .lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&line)),
-            }
-        }
-    });
-    (buf, handle)
-}
-
-/// Owns a child process: it is killed (SIGKILL, which also ends a stopped process) and reaped
-/// when dropped, so no process outlives its test, whatever happens in it.
-pub struct ChildGuard(pub Child);
-
-impl ChildGuard {
-    pub fn pid(&self) -> u32 {
-        self.0.id()
-    }
-
-    pub fn kill9(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-
-    /// The exit status if the child has ended.
-    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.0.try_wait().expect("try_wait")
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
+pub use crate::child::{drain, listening_port, Buf, ChildGuard};
 
 /// Sends `signal` (`TERM`, `STOP`, `CONT`, …) to `pid` with kill(1).
 pub fn signal(pid: u32, signal: &str) {
