@@ -290,7 +290,36 @@ pub struct Dispatcher {
     workers: Vec<Addr<HttpWorker>>,
     per_host_rps: u64,
     per_host_burst: u64,
-    limiters: Mutex<HashMap<String, Arc<Ratelimiter>>>,
+    limiters: Mutex<Limiters>,
+}
+
+/// The token buckets by `host:port`. A bucket no task holds any more is dropped at the next
+/// sweep, so a node whose tasks come and go over many hosts does not keep one per host it
+/// ever called. Sweeps run when the map has doubled since the last one: amortised O(1) per
+/// new host.
+struct Limiters {
+    by_host: HashMap<String, Arc<Ratelimiter>>,
+    sweep_at: usize,
+}
+
+/// The map's size below which it is never swept.
+const LIMITER_SWEEP_MIN: usize = 1024;
+
+impl Limiters {
+    fn new() -> Self {
+        Self {
+            by_host: HashMap::new(),
+            sweep_at: LIMITER_SWEEP_MIN,
+        }
+    }
+
+    /// Drops the buckets held by the map alone (no task calls their host any more; a task
+    /// created for it later starts with a full bucket, as it would after `burst / rps`
+    /// seconds of quiet).
+    fn sweep(&mut self) {
+        self.by_host.retain(|_, l| Arc::strong_count(l) > 1);
+        self.sweep_at = (self.by_host.len() * 2).max(LIMITER_SWEEP_MIN);
+    }
 }
 
 impl Dispatcher {
@@ -299,7 +328,7 @@ impl Dispatcher {
             workers,
             per_host_rps,
             per_host_burst,
-            limiters: Mutex::new(HashMap::new()),
+            limiters: Mutex::new(Limiters::new()),
         }
     }
 
@@ -321,8 +350,11 @@ impl Dispatcher {
             url.port_or_known_default().unwrap_or(0)
         );
         let mut limiters = self.limiters.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(l) = limiters.get(&key) {
+        if let Some(l) = limiters.by_host.get(&key) {
             return Some(l.clone());
+        }
+        if limiters.by_host.len() >= limiters.sweep_at {
+            limiters.sweep();
         }
         let built = Ratelimiter::builder(self.per_host_rps)
             .max_tokens(self.per_host_burst)
@@ -331,7 +363,7 @@ impl Dispatcher {
         match built {
             Ok(l) => {
                 let l = Arc::new(l);
-                limiters.insert(key, l.clone());
+                limiters.by_host.insert(key, l.clone());
                 Some(l)
             }
             Err(e) => {
@@ -339,5 +371,49 @@ impl Dispatcher {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(host: usize) -> Url {
+        Url::parse(&format!("http://h{host}.example:8080/x")).expect("url")
+    }
+
+    #[test]
+    fn one_bucket_per_host_shared_by_its_tasks() {
+        let d = Dispatcher::new(Vec::new(), 10, 10);
+        let a = d.limiter(&url(1)).expect("bucket");
+        let b = d.limiter(&url(1)).expect("bucket");
+        let c = d.limiter(&url(2)).expect("bucket");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &c));
+        // Not the same host: another port.
+        let other_port = Url::parse("http://h1.example:8081/x").expect("url");
+        assert!(!Arc::ptr_eq(&a, &d.limiter(&other_port).expect("bucket")));
+    }
+
+    #[test]
+    fn buckets_no_task_holds_are_dropped_and_held_ones_kept() {
+        let d = Dispatcher::new(Vec::new(), 10, 10);
+        let held = d.limiter(&url(0)).expect("bucket");
+        // Tasks for 100,000 hosts come and go; only the first is still held.
+        for host in 1..100_000 {
+            drop(d.limiter(&url(host)));
+        }
+        let tracked = d
+            .limiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_host
+            .len();
+        assert!(
+            tracked <= 2 * LIMITER_SWEEP_MIN,
+            "{tracked} buckets kept for 1 host still called"
+        );
+        // The held bucket survived every sweep: its tasks still share it with new ones.
+        assert!(Arc::ptr_eq(&held, &d.limiter(&url(0)).expect("bucket")));
     }
 }
