@@ -83,8 +83,6 @@ impl Sink {
     pub fn start() -> Sink {
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind sink");
-        let port = listener.local_addr().expect("sink addr").port();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(shared.clone()))
@@ -92,9 +90,13 @@ impl Sink {
         })
         .workers(2)
         .disable_signals()
-        .listen(listener)
-        .expect("sink listen")
-        .run();
+        // A deep listen queue (set before binding): a burst of new connections must not wait
+        // a second in handshake retries, as it did with a listener bound by `std::net`.
+        .backlog(4096)
+        .bind(("127.0.0.1", 0))
+        .expect("bind sink");
+        let port = server.addrs()[0].port();
+        let server = server.run();
         actix_web::rt::spawn(server);
         Sink { port, state }
     }

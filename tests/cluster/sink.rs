@@ -65,8 +65,6 @@ impl Sink {
     pub fn start() -> Sink {
         let state = Arc::new(Mutex::new(State::default()));
         let conns = Arc::new(Mutex::new(Conns::default()));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind sink");
-        let port = listener.local_addr().expect("sink addr").port();
         let shared = state.clone();
         let on_conn = conns.clone();
         let next_id = Arc::new(AtomicU64::new(1));
@@ -90,11 +88,15 @@ impl Sink {
             ext.insert(ConnId(id));
         })
         .workers(2)
-        .backlog(4096)
         .disable_signals()
-        .listen(listener)
-        .expect("sink listen")
-        .run();
+        // A deep listen queue (set before binding): a take-over's burst of new connections
+        // overflowed the 128 of a listener bound by `std::net`, and the dropped handshakes
+        // were retried a second later, making fires look a second late.
+        .backlog(4096)
+        .bind(("127.0.0.1", 0))
+        .expect("bind sink");
+        let port = server.addrs()[0].port();
+        let server = server.run();
         actix_web::rt::spawn(server);
         let weak = Arc::downgrade(&conns);
         std::thread::spawn(move || tracer(weak, port));
