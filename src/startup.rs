@@ -1,7 +1,7 @@
 //! `Application`: builds every actor and the HTTP server from `Settings`. Tests start the real
 //! application on port 0 through it.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +51,41 @@ struct Identity {
     node_id: String,
     /// `node_id/incarnation`: unique per process; partition claims record it.
     owner: String,
+}
+
+/// How many connections the kernel holds for the API until the server accepts them.
+/// `std::net::TcpListener::bind` asks for 128: a burst of clients beyond that had their
+/// connection attempts dropped and retried a second later. 1024 is actix-web's own default
+/// (the kernel caps it at `net.core.somaxconn`).
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// A listening socket on the first address `bind` resolves to that can be bound, with a
+/// listen queue of `backlog` (`SO_REUSEADDR` set, as the standard library does).
+fn bind_listener(bind: &str, backlog: i32) -> std::io::Result<TcpListener> {
+    let listen_on = |addr: SocketAddr| -> std::io::Result<TcpListener> {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(backlog)?;
+        Ok(socket.into())
+    };
+    let mut last = None;
+    for addr in bind.to_socket_addrs()? {
+        match listen_on(addr) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address resolves to nothing",
+        )
+    }))
 }
 
 /// The host name, for a default node id.
@@ -109,7 +144,7 @@ impl Application {
         };
 
         // Bound early: a cluster node's default id and address come from it.
-        let listener = TcpListener::bind(&settings.server.bind)
+        let listener = bind_listener(&settings.server.bind, LISTEN_BACKLOG)
             .with_context(|| format!("while binding server.bind = {}", settings.server.bind))?;
         let address = listener.local_addr()?;
         let cs = &settings.cluster;
@@ -413,5 +448,45 @@ async fn shutdown_signal() -> &'static str {
             tracing::error!("cannot listen for SIGTERM/SIGINT; stop with SIGKILL");
             std::future::pending().await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nothing accepts: every connection of a burst waits in the listen queue. With the
+    /// standard library's queue of 128, the rest had their handshakes dropped and retried a
+    /// second later.
+    #[tokio::test]
+    async fn the_api_listener_holds_a_burst_of_connections_until_they_are_accepted() {
+        let listener = bind_listener("127.0.0.1:0", LISTEN_BACKLOG).expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let burst = 512;
+        let connects = (0..burst).map(|_| {
+            tokio::time::timeout(
+                Duration::from_millis(900),
+                tokio::net::TcpStream::connect(addr),
+            )
+        });
+        let results = futures_util::future::join_all(connects).await;
+        let connected: Vec<_> = results.into_iter().flatten().flatten().collect();
+        assert_eq!(
+            connected.len(),
+            burst,
+            "connections established within 0.9 s, none accepted yet"
+        );
+        drop(listener);
+    }
+
+    #[test]
+    fn the_listener_binds_a_host_name_and_names_an_address_in_use() {
+        let listener = bind_listener("localhost:0", LISTEN_BACKLOG).expect("bind localhost");
+        let addr = listener.local_addr().expect("addr");
+        assert!(addr.ip().is_loopback(), "{addr}");
+        let v4 = bind_listener("127.0.0.1:0", LISTEN_BACKLOG).expect("bind");
+        let taken = v4.local_addr().expect("addr").to_string();
+        let err = bind_listener(&taken, LISTEN_BACKLOG).expect_err("the port is taken");
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
     }
 }
