@@ -23,6 +23,7 @@ RUN mkdir -p src entities/src migration/src bench/src/bin \
  && echo 'fn main() {}' > src/main.rs \
  && echo 'fn main() {}' > bench/src/main.rs \
  && echo 'fn main() {}' > bench/src/bin/peer.rs \
+ && echo 'fn main() {}' > bench/src/bin/clients.rs \
  && touch src/lib.rs entities/src/lib.rs migration/src/lib.rs \
  && cargo build --release --locked -p tickwheel --bin tickwheel
 
