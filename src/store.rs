@@ -228,25 +228,16 @@ impl Store {
             .await?)
     }
 
-    /// Every pending or running task: what recovery puts back on the wheel.
-    /// Up to `limit` active tasks with an id after `after`, in id order (keyset paging, so
-    /// recovery never holds every row at once).
-    pub async fn active_tasks_page(
+    /// Up to `limit` tasks in `status` with an id after `after`, in id order: recovery walks
+    /// each active status this way (keyset paging over the `(status, task_id)` index, so it
+    /// never holds every row at once and never sorts them).
+    pub async fn tasks_page(
         &self,
+        status: TaskStatus,
         after: Option<&str>,
         limit: u64,
     ) -> Result<Vec<tasks::Model>, StoreError> {
-        let mut q = tasks::Entity::find().filter(
-            tasks::Column::Status
-                .is_in([TaskStatus::Pending.as_str(), TaskStatus::Running.as_str()]),
-        );
-        if let Some(after) = after {
-            q = q.filter(tasks::Column::TaskId.gt(after));
-        }
-        Ok(q.order_by_asc(tasks::Column::TaskId)
-            .limit(limit)
-            .all(&self.db)
-            .await?)
+        Ok(tasks_page_query(status, after, limit).all(&self.db).await?)
     }
 
     /// The id and version of every pending or running task (cluster reconciliation).
@@ -877,6 +868,19 @@ pub async fn insert_logs<C: ConnectionTrait>(
         )
         .exec_without_returning(db)
         .await
+}
+
+/// The statement behind [`Store::tasks_page`].
+pub fn tasks_page_query(
+    status: TaskStatus,
+    after: Option<&str>,
+    limit: u64,
+) -> sea_orm::Select<tasks::Entity> {
+    let mut q = tasks::Entity::find().filter(tasks::Column::Status.eq(status.as_str()));
+    if let Some(after) = after {
+        q = q.filter(tasks::Column::TaskId.gt(after));
+    }
+    q.order_by_asc(tasks::Column::TaskId).limit(limit)
 }
 
 fn active_names() -> [&'static str; 2] {

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_create_tasks;
 mod m20261125_000002_create_task_logs;
 mod m20261126_000003_create_cluster_partitions;
+mod m20261126_000004_index_tasks_status_task;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_create_tasks::Migration),
             Box::new(m20261125_000002_create_task_logs::Migration),
             Box::new(m20261126_000003_create_cluster_partitions::Migration),
+            Box::new(m20261126_000004_index_tasks_status_task::Migration),
         ]
     }
 }

@@ -24,6 +24,7 @@ use super::persistence::{Commit, Flush, PersistenceActor};
 use super::task::{Drain, Finished, Redefine, Release, Requeue, Stop, TaskActor, TaskDeps};
 use crate::cluster::redis::{ChangeKind, Changed, Resubscribed};
 use crate::cluster::{partition_of, TaskCluster};
+use crate::domain::TaskStatus;
 use crate::metrics::{self, ActorKind};
 use crate::store::{ActiveTask, StoreError, Write};
 
@@ -414,23 +415,31 @@ async fn load_tasks(
     only: Option<Arc<HashSet<u32>>>,
 ) -> Result<usize, StoreError> {
     // A pipeline: the next page is read while this one is checked (on a blocking thread)
-    // and the one before is started (in the registry).
-    let fetch = |after: Option<String>| {
+    // and the one before is started (in the registry). Pages walk the pending tasks, then
+    // the running ones: in that order, since a task only ever goes from pending to running,
+    // one that changes status during the walk is read in the second walk if not the first.
+    const ACTIVE: [TaskStatus; 2] = [TaskStatus::Pending, TaskStatus::Running];
+    let fetch = |status: usize, after: Option<String>| {
         let store = store.clone();
-        actix_rt::spawn(async move {
+        let page = actix_rt::spawn(async move {
             store
-                .active_tasks_page(after.as_deref(), RECOVERY_PAGE)
+                .tasks_page(ACTIVE[status], after.as_deref(), RECOVERY_PAGE)
                 .await
-        })
+        });
+        (status, page)
     };
     let joined = |e: tokio::task::JoinError| StoreError::Db(DbErr::Custom(e.to_string()));
-    let mut next = Some(fetch(None));
+    let mut next = Some(fetch(0, None));
     let mut n = 0;
-    while let Some(pending) = next.take() {
+    while let Some((status, pending)) = next.take() {
         let rows = pending.await.map_err(joined)??;
-        if rows.len() as u64 == RECOVERY_PAGE {
-            next = rows.last().map(|m| fetch(Some(m.task_id.clone())));
-        }
+        next = match rows.last() {
+            Some(last) if rows.len() as u64 == RECOVERY_PAGE => {
+                Some(fetch(status, Some(last.task_id.clone())))
+            }
+            _ if status + 1 < ACTIVE.len() => Some(fetch(status + 1, None)),
+            _ => None,
+        };
         let store = store.clone();
         let only = only.clone();
         let page = tokio::task::spawn_blocking(move || {

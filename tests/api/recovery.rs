@@ -620,6 +620,50 @@ pub(crate) async fn the_token_command_prints_a_token_the_server_accepts() {
     assert_eq!(status, 200, "{v}");
 }
 
+/// Recovery reads the active tasks a page at a time in id order, one status after the other.
+/// On SQLite each page must be a walk of the `(status, task_id)` index: with only the
+/// `(status, next_run_time)` index, SQLite sorted every remaining active row for each page
+/// (ten pages of 100,000 tasks took about 1.6 s instead of 0.5 s). MariaDB walks its primary
+/// key for this statement with either schema, so the plan is checked on SQLite.
+#[actix_web::test]
+async fn recovery_pages_walk_an_index_in_id_order_and_sort_nothing() {
+    use sea_orm::{ConnectionTrait, DbBackend, QueryTrait, Statement};
+    use tickwheel::domain::TaskStatus;
+    let app = helpers::spawn_app(Backend::Sqlite).await;
+    let db = sea_orm::Database::connect(&app.db.url)
+        .await
+        .expect("connect to the test database");
+    let cursor = "0192f0c4-6a3e-7b21-9a4d-3f5e8c7b1a20";
+    for (status, after) in [
+        (TaskStatus::Pending, None),
+        (TaskStatus::Pending, Some(cursor)),
+        (TaskStatus::Running, Some(cursor)),
+    ] {
+        let sql = tickwheel::store::tasks_page_query(status, after, 10_000)
+            .build(DbBackend::Sqlite)
+            .to_string();
+        let plan: Vec<String> = db
+            .query_all_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                format!("EXPLAIN QUERY PLAN {sql}"),
+            ))
+            .await
+            .expect("query plan")
+            .iter()
+            .map(|r| r.try_get::<String>("", "detail").expect("detail"))
+            .collect();
+        assert!(
+            plan.iter().all(|d| !d.contains("TEMP B-TREE")),
+            "a recovery page sorts its rows: {sql}\n{plan:?}"
+        );
+        assert!(
+            plan.iter().any(|d| d.contains("idx_tasks_status_task")),
+            "a recovery page does not walk (status, task_id): {sql}\n{plan:?}"
+        );
+    }
+    let _ = db.close().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. tickwheel migrate
 // ---------------------------------------------------------------------------------------------
