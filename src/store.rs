@@ -884,5 +884,5 @@ pub fn tasks_page_query(
 }
 
 fn active_names() -> [&'static str; 2] {
-    [TaskStatus::Pending.as_str(), TaskStatus::Running.as_str()]
+    TaskStatus::ACTIVE.map(TaskStatus::as_str)
 }

@@ -418,12 +418,11 @@ async fn load_tasks(
     // and the one before is started (in the registry). Pages walk the pending tasks, then
     // the running ones: in that order, since a task only ever goes from pending to running,
     // one that changes status during the walk is read in the second walk if not the first.
-    const ACTIVE: [TaskStatus; 2] = [TaskStatus::Pending, TaskStatus::Running];
     let fetch = |status: usize, after: Option<String>| {
         let store = store.clone();
         let page = actix_rt::spawn(async move {
             store
-                .tasks_page(ACTIVE[status], after.as_deref(), RECOVERY_PAGE)
+                .tasks_page(TaskStatus::ACTIVE[status], after.as_deref(), RECOVERY_PAGE)
                 .await
         });
         (status, page)
@@ -437,7 +436,7 @@ async fn load_tasks(
             Some(last) if rows.len() as u64 == RECOVERY_PAGE => {
                 Some(fetch(status, Some(last.task_id.clone())))
             }
-            _ if status + 1 < ACTIVE.len() => Some(fetch(status + 1, None)),
+            _ if status + 1 < TaskStatus::ACTIVE.len() => Some(fetch(status + 1, None)),
             _ => None,
         };
         let store = store.clone();

@@ -110,6 +110,9 @@ impl TaskStatus {
         TaskStatus::Stopped,
     ];
 
+    /// Still scheduled (see [`TaskStatus::is_active`]), in the order a task goes through them.
+    pub const ACTIVE: [TaskStatus; 2] = [TaskStatus::Pending, TaskStatus::Running];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TaskStatus::Pending => "pending",

@@ -125,9 +125,9 @@ fn now_s() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// One round per entry of `plan` (false: warm-up) with awc, as tickwheel's workers build it:
-/// one client with a connection cap, no client timeout or redirects, a default user agent.
-fn run_awc(url: String, n: usize, connections: usize, plan: usize) -> Vec<Round> {
+/// One round with awc, as tickwheel's workers build it: one client with a connection cap, no
+/// client timeout or redirects, a default user agent.
+fn run_awc(url: String, n: usize, connections: usize) -> Round {
     let system = actix_rt::System::new();
     system.block_on(async move {
         let client = awc::Client::builder()
@@ -137,27 +137,22 @@ fn run_awc(url: String, n: usize, connections: usize, plan: usize) -> Vec<Round>
             .add_default_header((awc::http::header::USER_AGENT, "tickwheel/bench"))
             .finish();
         let body = Bytes::from_static(BODY.as_bytes());
-        let mut rounds = Vec::new();
-        for _ in 0..plan {
-            let r = drive(n, connections, |i| {
-                let req = client
-                    .post(url.as_str())
-                    .insert_header(("x-tickwheel-task-id", TASK_ID))
-                    .insert_header(("webhook-id", webhook_id(i)))
-                    .insert_header(("webhook-timestamp", now_s()))
-                    .insert_header((awc::http::header::CONTENT_TYPE, "application/json"));
-                let body = body.clone();
-                async move {
-                    match req.send_body(body).await {
-                        Ok(mut resp) => resp.body().await.is_ok() && resp.status().is_success(),
-                        Err(_) => false,
-                    }
+        drive(n, connections, |i| {
+            let req = client
+                .post(url.as_str())
+                .insert_header(("x-tickwheel-task-id", TASK_ID))
+                .insert_header(("webhook-id", webhook_id(i)))
+                .insert_header(("webhook-timestamp", now_s()))
+                .insert_header((awc::http::header::CONTENT_TYPE, "application/json"));
+            let body = body.clone();
+            async move {
+                match req.send_body(body).await {
+                    Ok(mut resp) => resp.body().await.is_ok() && resp.status().is_success(),
+                    Err(_) => false,
                 }
-            })
-            .await;
-            rounds.push(r);
-        }
-        rounds
+            }
+        })
+        .await
     })
 }
 
@@ -168,7 +163,7 @@ fn current_thread_runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 /// hyper's own pooled client (hyper-util), on a current-thread runtime.
-fn run_hyper(url: String, n: usize, connections: usize, plan: usize) -> anyhow::Result<Vec<Round>> {
+fn run_hyper(url: String, n: usize, connections: usize) -> anyhow::Result<Round> {
     use hyper_util::client::legacy::{connect::HttpConnector, Client};
     let rt = current_thread_runtime()?;
     let uri: hyper::Uri = url.parse().context("sink URL")?;
@@ -179,42 +174,32 @@ fn run_hyper(url: String, n: usize, connections: usize, plan: usize) -> anyhow::
             .pool_max_idle_per_host(connections)
             .build(http);
         let body = Bytes::from_static(BODY.as_bytes());
-        let mut rounds = Vec::new();
-        for _ in 0..plan {
-            let r = drive(n, connections, |i| {
-                let req = hyper::Request::post(uri.clone())
-                    .header("user-agent", "tickwheel/bench")
-                    .header("x-tickwheel-task-id", TASK_ID)
-                    .header("webhook-id", webhook_id(i))
-                    .header("webhook-timestamp", now_s())
-                    .header("content-type", "application/json")
-                    .body(Full::new(body.clone()));
-                let client = &client;
-                async move {
-                    let Ok(req) = req else { return false };
-                    match client.request(req).await {
-                        Ok(resp) => {
-                            let ok = resp.status().is_success();
-                            resp.into_body().collect().await.is_ok() && ok
-                        }
-                        Err(_) => false,
+        drive(n, connections, |i| {
+            let req = hyper::Request::post(uri.clone())
+                .header("user-agent", "tickwheel/bench")
+                .header("x-tickwheel-task-id", TASK_ID)
+                .header("webhook-id", webhook_id(i))
+                .header("webhook-timestamp", now_s())
+                .header("content-type", "application/json")
+                .body(Full::new(body.clone()));
+            let client = &client;
+            async move {
+                let Ok(req) = req else { return false };
+                match client.request(req).await {
+                    Ok(resp) => {
+                        let ok = resp.status().is_success();
+                        resp.into_body().collect().await.is_ok() && ok
                     }
+                    Err(_) => false,
                 }
-            })
-            .await;
-            rounds.push(r);
-        }
-        rounds
+            }
+        })
+        .await
     }))
 }
 
 /// reqwest (over hyper), on a current-thread runtime.
-fn run_reqwest(
-    url: String,
-    n: usize,
-    connections: usize,
-    plan: usize,
-) -> anyhow::Result<Vec<Round>> {
+fn run_reqwest(url: String, n: usize, connections: usize) -> anyhow::Result<Round> {
     let rt = current_thread_runtime()?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
@@ -223,43 +208,38 @@ fn run_reqwest(
         .build()
         .context("building reqwest")?;
     Ok(rt.block_on(async move {
-        let mut rounds = Vec::new();
-        for _ in 0..plan {
-            let r = drive(n, connections, |i| {
-                let req = client
-                    .post(url.as_str())
-                    .header("x-tickwheel-task-id", TASK_ID)
-                    .header("webhook-id", webhook_id(i))
-                    .header("webhook-timestamp", now_s())
-                    .header("content-type", "application/json")
-                    .body(BODY);
-                async move {
-                    match req.send().await {
-                        Ok(resp) => {
-                            let ok = resp.status().is_success();
-                            resp.bytes().await.is_ok() && ok
-                        }
-                        Err(_) => false,
+        drive(n, connections, |i| {
+            let req = client
+                .post(url.as_str())
+                .header("x-tickwheel-task-id", TASK_ID)
+                .header("webhook-id", webhook_id(i))
+                .header("webhook-timestamp", now_s())
+                .header("content-type", "application/json")
+                .body(BODY);
+            async move {
+                match req.send().await {
+                    Ok(resp) => {
+                        let ok = resp.status().is_success();
+                        resp.bytes().await.is_ok() && ok
                     }
+                    Err(_) => false,
                 }
-            })
-            .await;
-            rounds.push(r);
-        }
-        rounds
+            }
+        })
+        .await
     }))
 }
 
-/// Runs `plan` rounds of `kind` on a fresh thread of its own.
-fn rounds_of(kind: Kind, url: &str, args: &Args, plan: usize) -> anyhow::Result<Vec<Round>> {
+/// Runs one round of `kind` on a fresh thread of its own.
+fn round_of(kind: Kind, url: &str, args: &Args) -> anyhow::Result<Round> {
     let url = url.to_string();
     let (n, c) = (args.requests, args.connections);
     let handle = std::thread::Builder::new()
         .name(format!("{kind:?}").to_lowercase())
         .spawn(move || match kind {
-            Kind::Awc => Ok(run_awc(url, n, c, plan)),
-            Kind::Hyper => run_hyper(url, n, c, plan),
-            Kind::Reqwest => run_reqwest(url, n, c, plan),
+            Kind::Awc => Ok(run_awc(url, n, c)),
+            Kind::Hyper => run_hyper(url, n, c),
+            Kind::Reqwest => run_reqwest(url, n, c),
         })
         .context("starting a client thread")?;
     handle
@@ -277,11 +257,11 @@ fn main() -> anyhow::Result<()> {
     );
     let mut results: Vec<(Kind, Vec<Round>)> = args.clients.iter().map(|k| (*k, vec![])).collect();
     for (kind, _) in &results {
-        rounds_of(*kind, &url, &args, 1)?;
+        round_of(*kind, &url, &args)?;
     }
     for _ in 0..args.rounds {
         for (kind, rounds) in results.iter_mut() {
-            rounds.extend(rounds_of(*kind, &url, &args, 1)?);
+            rounds.push(round_of(*kind, &url, &args)?);
         }
     }
     println!();
