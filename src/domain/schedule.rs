@@ -106,6 +106,8 @@ const MAX_EXPRESSION_LEN: usize = 256;
 /// of local times plus one daylight-saving gap or overlap (an hour of per-second matches), so a
 /// real search ends long before this.
 const MAX_CANDIDATES: usize = 1_000_000;
+/// The last year the `cron` crate enumerates by itself (its `Years` range is 1970-2100).
+const CRATE_LAST_YEAR: i32 = 2100;
 
 /// The earliest instant any schedule can fire: the `cron` crate's years start at 1970.
 const EARLIEST_MS: i64 = -86_400_000;
@@ -163,6 +165,8 @@ impl CronSchedule {
             .max()
     }
 
+    /// The crate alone is used only for plain rules within its years; past them (and for
+    /// `L`, `W`, `#`) the day-by-day walk through proxy years serves up to 2199.
     fn part_next_after(&self, part: &cron::Schedule, after_ms: i64) -> Option<i64> {
         let after_ms = after_ms.max(EARLIEST_MS);
         let after = DateTime::<Utc>::from_timestamp_millis(after_ms)?;
@@ -178,7 +182,7 @@ impl CronSchedule {
             .with_timezone(&self.timezone)
             .naive_local()
             .checked_sub_signed(Duration::seconds(1))?;
-        if !self.rule.is_trivial() {
+        if !self.rule.is_trivial() || start.year() >= CRATE_LAST_YEAR {
             return self
                 .local_after(part, start)
                 .take(MAX_CANDIDATES)
@@ -343,7 +347,7 @@ impl CronSchedule {
                 .naive_local()
                 .checked_add_signed(Duration::seconds(1))?,
         };
-        if !self.rule.is_trivial() {
+        if !self.rule.is_trivial() || end.year() > CRATE_LAST_YEAR {
             return self
                 .local_before(part, end)
                 .take(MAX_CANDIDATES)
@@ -1262,6 +1266,24 @@ mod tests {
         assert_eq!(
             last.latest_at_or_before(ms("2195-01-01T00:00:00Z")),
             Some(ms("2190-02-28T12:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn plain_expressions_fire_through_2199_past_the_crates_own_years() {
+        assert_eq!(
+            fires("0 0 0 1 7 ?", "UTC", "2150-06-01T00:00:00Z", 2),
+            ["2150-07-01T00:00:00Z", "2151-07-01T00:00:00Z"]
+        );
+        assert_eq!(
+            fires("0 30 2 * * ?", "Europe/Berlin", "2199-12-30T12:00:00Z", 1),
+            ["2199-12-31T01:30:00Z"]
+        );
+        let yearly = CronSchedule::parse("0 0 0 1 7 ?", "UTC").unwrap();
+        assert_eq!(yearly.next_after(ms("2199-07-01T00:00:00Z")), None);
+        assert_eq!(
+            yearly.latest_at_or_before(ms("2160-01-01T00:00:00Z")),
+            Some(ms("2159-07-01T00:00:00Z"))
         );
     }
 
