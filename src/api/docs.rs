@@ -73,7 +73,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         ClusterViewDoc,
         ClusterMemberDoc,
         ErrorBody,
-        ErrorCode,
+        crate::api::error::ErrorCode,
         StopCondition,
         RetryPolicy,
         TaskType,
@@ -184,32 +184,6 @@ pub enum HttpMethod {
     Put,
     Patch,
     Delete,
-}
-
-/// A stable, machine-readable error code (one per HTTP status).
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// 400
-    InvalidInput,
-    /// 401
-    Unauthorized,
-    /// 403
-    Forbidden,
-    /// 404
-    NotFound,
-    /// 405
-    MethodNotAllowed,
-    /// 409
-    Conflict,
-    /// 413
-    PayloadTooLarge,
-    /// 415
-    UnsupportedMediaType,
-    /// 503
-    NotReady,
-    /// 500
-    Internal,
 }
 
 // ---- task definition ----------------------------------------------------------------------
@@ -508,7 +482,7 @@ pub struct ErrorBody {
     /// Always `error`.
     #[schema(example = "error")]
     pub status: String,
-    pub code: ErrorCode,
+    pub code: crate::api::error::ErrorCode,
     /// What was wrong, naming the field.
     pub message: String,
 }

@@ -97,7 +97,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound("no such endpoint".into()))
+    Err(ApiError::RouteNotFound("no such endpoint".into()))
 }
 
 async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
@@ -128,15 +128,15 @@ fn authenticate(req: &HttpRequest) -> Result<Auth, ApiError> {
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or(""));
-    let token = auth::bearer_token(header).map_err(|e| match e {
-        auth::AuthError::Missing => {
-            ApiError::Unauthorized("missing Authorization: Bearer token".into())
-        }
-        other => ApiError::Unauthorized(format!("Authorization header: {other}")),
-    })?;
+    let token = auth::bearer_token(header).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
     auth::verify_token(state.jwt_secret.expose_secret(), token)
         .map(Auth)
-        .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))
+        .map_err(|e| match e {
+            auth::AuthError::Expired => ApiError::TokenExpired(
+                "the token has expired; get a new one (tickwheel token)".into(),
+            ),
+            other => ApiError::Unauthorized(other.to_string()),
+        })
 }
 
 /// Reads a JSON request body: 415 unless it is declared `application/json`, 413 past
@@ -175,14 +175,14 @@ pub async fn json_body(
     }
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
+        let chunk = chunk.map_err(|e| ApiError::InvalidInput(format!("body: {e}")))?;
         if body.len() + chunk.len() > max {
             return Err(too_large(max));
         }
         body.extend_from_slice(&chunk);
     }
     serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("body: malformed JSON: {e}")))
+        .map_err(|e| ApiError::InvalidJson(format!("body: malformed JSON: {e}")))
 }
 
 fn too_large(max: usize) -> ApiError {
@@ -197,6 +197,10 @@ pub fn query_pairs(req: &HttpRequest) -> Vec<(String, String)> {
         .into_owned()
         .collect()
 }
+
+/// The largest `offset` a query accepts: what the databases take as a row offset (a signed
+/// 64-bit integer). Past it SQLite's query layer panics rather than answering.
+pub const MAX_OFFSET: u64 = i64::MAX as u64;
 
 /// `limit`/`offset` with bounds, naming the parameter when wrong.
 pub fn paging(
@@ -214,15 +218,21 @@ pub fn paging(
                     .ok()
                     .filter(|l| (1..=max_limit).contains(l))
                     .ok_or_else(|| {
-                        ApiError::BadRequest(format!(
+                        ApiError::InvalidInput(format!(
                             "limit: must be an integer from 1 to {max_limit}"
                         ))
                     })?
             }
             "offset" => {
-                offset = v.parse::<u64>().map_err(|_| {
-                    ApiError::BadRequest("offset: must be a non-negative integer".into())
-                })?
+                offset = v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|o| *o <= MAX_OFFSET)
+                    .ok_or_else(|| {
+                        ApiError::InvalidInput(format!(
+                            "offset: must be an integer from 0 to {MAX_OFFSET}"
+                        ))
+                    })?
             }
             _ => {}
         }

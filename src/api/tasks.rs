@@ -12,7 +12,7 @@ use crate::actors::registry::{Activate, Deactivate, Replace};
 use crate::actors::task::Stop;
 use crate::auth::Principal;
 use crate::cluster::redis::{ChangeKind, Changed, QueueOp};
-use crate::domain::{apply_patch, parse_create, parse_patch, FieldError, TaskStatus};
+use crate::domain::{apply_patch, parse_create, parse_patch, FieldError, Schedule, TaskStatus};
 use crate::net::{check_url, OutboundError};
 use crate::store::{anchor_for, schedule_of, ActiveTask, Write};
 use crate::time::{now_ms, to_rfc3339};
@@ -22,7 +22,7 @@ const CONFLICT_RETRIES: usize = 5;
 
 fn parse_task_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw)
-        .map_err(|_| ApiError::BadRequest(format!("task_id: '{raw}' is not a UUID")))
+        .map_err(|_| ApiError::InvalidInput(format!("task_id: '{raw}' is not a UUID")))
 }
 
 /// Loads a task the caller may see; another user's task is "not found", never "forbidden".
@@ -33,7 +33,7 @@ async fn load_owned(
 ) -> Result<tasks::Model, ApiError> {
     match state.store.get_task(task_id).await? {
         Some(m) if who.may_act_for(m.user_id) => Ok(m),
-        _ => Err(ApiError::task_not_found()),
+        _ => Err(ApiError::TaskNotFound),
     }
 }
 
@@ -90,8 +90,18 @@ async fn check_endpoint(state: &AppState, url: &url::Url) -> Result<(), ApiError
             tracing::debug!(error = %e, "endpoint not resolvable at create time; checked again when connecting");
             Ok(())
         }
-        Err(e) => Err(ApiError::BadRequest(e.to_string())),
+        Err(e) => Err(ApiError::InvalidInput(e.to_string())),
     }
+}
+
+/// The first run of a new or rescheduled task. A cron expression whose fires all lie before
+/// the task's start (or before now) would be created only to complete at once: refused.
+fn first_run(schedule: &Schedule, now: i64) -> Result<i64, ApiError> {
+    schedule.first_run(now).ok_or_else(|| {
+        ApiError::InvalidInput(
+            "cron_expression: fires no time after the task's start_time and now".into(),
+        )
+    })
 }
 
 /// Create a task.
@@ -136,7 +146,7 @@ pub async fn create(
     let task_id = Uuid::now_v7();
     let anchor = anchor_for(&spec, now);
     let schedule = schedule_of(&spec, anchor).map_err(|e| ApiError::from(FieldError::from(e)))?;
-    let next = schedule.first_run(now);
+    let next = Some(first_run(&schedule, now)?);
     let model = state.store.model_for(
         task_id,
         &spec,
@@ -262,7 +272,7 @@ fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
     let s = s.strip_prefix("W/").unwrap_or(s).trim_matches('"');
     s.parse::<i64>()
         .map(Some)
-        .map_err(|_| ApiError::BadRequest(format!("If-Match: '{s}' is not a version number")))
+        .map_err(|_| ApiError::InvalidInput(format!("If-Match: '{s}' is not a version number")))
 }
 
 /// Change a task.
@@ -313,14 +323,14 @@ pub async fn patch(
     for _ in 0..CONFLICT_RETRIES {
         let status = status_of(&m);
         if !status.is_active() {
-            return Err(ApiError::Conflict(format!(
+            return Err(ApiError::InvalidState(format!(
                 "status: the task is {}; only pending or running tasks can be changed",
                 status.as_str()
             )));
         }
         if let Some(v) = expected {
             if v != m.version {
-                return Err(ApiError::Conflict(format!(
+                return Err(ApiError::VersionMismatch(format!(
                     "If-Match: version {v} is stale; the task is at version {}",
                     m.version
                 )));
@@ -332,7 +342,7 @@ pub async fn patch(
             let anchor = anchor_for(&spec, now);
             let schedule =
                 schedule_of(&spec, anchor).map_err(|e| ApiError::from(FieldError::from(e)))?;
-            let next = schedule.first_run(now);
+            let next = Some(first_run(&schedule, now)?);
             (anchor, schedule, next)
         } else {
             let anchor = m.start_time.unwrap_or(m.created_at);
@@ -382,7 +392,7 @@ pub async fn patch(
         // Someone else changed it first: look again.
         m = load_owned(&state, &who, task_id).await?;
     }
-    Err(ApiError::Conflict(
+    Err(ApiError::VersionMismatch(
         "the task is being changed concurrently; try again".into(),
     ))
 }
@@ -431,7 +441,7 @@ pub async fn cancel(
     for _ in 0..CONFLICT_RETRIES {
         let status = status_of(&m);
         if !status.is_active() {
-            return Err(ApiError::Conflict(format!(
+            return Err(ApiError::InvalidState(format!(
                 "status: the task is already {}",
                 status.as_str()
             )));
@@ -466,7 +476,7 @@ pub async fn cancel(
         crate::metrics::sent(crate::metrics::ActorKind::Registry);
         state.registry.do_send(Activate(Box::new(t)));
     }
-    Err(ApiError::Conflict(
+    Err(ApiError::VersionMismatch(
         "the task is being changed concurrently; try again".into(),
     ))
 }

@@ -13,7 +13,7 @@ fn parse_user(raw: &str, who: &Principal) -> Result<i64, ApiError> {
         .parse::<i64>()
         .ok()
         .filter(|u| *u >= 0)
-        .ok_or_else(|| ApiError::BadRequest(format!("user_id: '{raw}' is not a user id")))?;
+        .ok_or_else(|| ApiError::InvalidInput(format!("user_id: '{raw}' is not a user id")))?;
     if !who.may_act_for(user_id) {
         return Err(ApiError::Forbidden(format!(
             "user_id: this token may not read the tasks of user {user_id}"
@@ -59,7 +59,7 @@ pub async fn list(
     for (k, v) in &pairs {
         if k == "status" {
             status = Some(TaskStatus::parse(v).ok_or_else(|| {
-                ApiError::BadRequest(format!(
+                ApiError::InvalidInput(format!(
                     "status: unknown status '{v}' (pending, running, completed, failed, stopped)"
                 ))
             })?);

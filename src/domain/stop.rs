@@ -43,7 +43,8 @@ impl StopCondition {
         let mut condition = Self::default();
         for (key, value) in object {
             match key.as_str() {
-                MAX_CNT => condition.max_cnt = positive_integer(key, value, u64::MAX)?,
+                // Execution counts are stored as signed 64-bit integers.
+                MAX_CNT => condition.max_cnt = positive_integer(key, value, i64::MAX as u64)?,
                 MAX_FAILURES => {
                     condition.max_failures = positive_integer(key, value, u64::from(u32::MAX))?
                         .and_then(|n| u32::try_from(n).ok());
@@ -125,9 +126,12 @@ fn time(key: &str, value: &Value) -> Result<Option<DateTime<Utc>>, FieldError> {
     };
     match value {
         Value::Null => Ok(None),
-        Value::String(s) => DateTime::parse_from_rfc3339(s)
-            .map(|t| Some(t.with_timezone(&Utc)))
-            .map_err(|_| invalid()),
+        Value::String(s) => {
+            let t = DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| invalid())?;
+            super::validate::check_time_range(&format!("stop_condition.{key}"), t).map(Some)
+        }
         _ => Err(invalid()),
     }
 }

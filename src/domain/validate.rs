@@ -389,6 +389,19 @@ fn parse_endpoint(v: &Value) -> Result<url::Url, FieldError> {
     }
     let url = url::Url::parse(s)
         .map_err(|e| FieldError::new(field, format!("is not a valid URL ({e})")))?;
+    let authority = written_authority(s).ok_or_else(|| {
+        FieldError::new(
+            field,
+            "must name its host after the scheme, as in https://host/path",
+        )
+    })?;
+    // Credentials in a URL would be stored and shown in clear text; headers are encrypted.
+    if authority.contains('@') || !url.username().is_empty() || url.password().is_some() {
+        return Err(FieldError::new(
+            field,
+            "must not carry credentials (user:password@); send them in headers, which are stored encrypted",
+        ));
+    }
     if !matches!(url.scheme(), "http" | "https") {
         return Err(FieldError::new(
             field,
@@ -399,6 +412,19 @@ fn parse_endpoint(v: &Value) -> Result<url::Url, FieldError> {
         return Err(FieldError::new(field, "must name a host"));
     }
     Ok(url)
+}
+
+/// The authority exactly as written between `scheme://` and the path, query or fragment;
+/// `None` when the URL does not spell `//` followed by a non-empty authority. The URL parser
+/// is forgiving here (`http:///path` reads `path` as the host, `http:host` and `http:\\host`
+/// are taken as `http://host`), so what the user wrote is checked as written.
+fn written_authority(s: &str) -> Option<&str> {
+    let s = s.trim_matches(|c: char| c <= ' ');
+    let (_, rest) = s.split_once(':')?;
+    let rest = rest.strip_prefix("//")?;
+    let end = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    (!authority.is_empty()).then_some(authority)
 }
 
 fn parse_method(v: &Value) -> Result<Method, FieldError> {
@@ -538,9 +564,28 @@ fn parse_start_time(v: &Value) -> Result<DateTime<Utc>, FieldError> {
     let Value::String(s) = v else {
         return Err(invalid());
     };
-    DateTime::parse_from_rfc3339(s.trim())
+    let t = DateTime::parse_from_rfc3339(s.trim())
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| invalid())
+        .map_err(|_| invalid())?;
+    check_time_range("start_time", t)
+}
+
+/// The earliest time a task may name: the Unix epoch.
+pub const MIN_TIME_MS: i64 = 0;
+/// The latest time a task may name: the end of 2199, the last year a cron expression can
+/// fire in (Quartz's year field stops there); interval and once tasks keep the same bound.
+pub const MAX_TIME_MS: i64 = 7_258_118_399_999;
+
+/// Refuses a time outside what schedules support, naming the field.
+pub fn check_time_range(field: &str, t: DateTime<Utc>) -> Result<DateTime<Utc>, FieldError> {
+    if (MIN_TIME_MS..=MAX_TIME_MS).contains(&t.timestamp_millis()) {
+        Ok(t)
+    } else {
+        Err(FieldError::new(
+            field,
+            "must be between 1970-01-01T00:00:00Z and 2199-12-31T23:59:59.999Z",
+        ))
+    }
 }
 
 fn parse_retry(v: &Value) -> Result<RetryOverride, FieldError> {
