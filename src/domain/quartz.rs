@@ -1,7 +1,8 @@
 //! The Quartz features the `cron` crate lacks, as Quartz 2.3's `CronExpression` reads them:
 //! `L`, `L-n`, `LW`, `L-nW`, `nW` in day-of-month; `nL`, `n#k` and a bare `L` (Saturday) in
-//! day-of-week; wrap-around ranges (`22-2`, `FRI-MON`, `28-3/2`) in every field; years
-//! 1970-2199.
+//! day-of-week; wrap-around ranges (`22-2`, `FRI-MON`, `28-3/2`) in every field; a step after a
+//! month or weekday name, which Quartz ignores (`MON/2` is every Monday, `JAN/3` January
+//! alone); years 1970-2199.
 //!
 //! The crate still enumerates the times of day (and plain months and day fields); the special
 //! forms become a [`DayRule`], a filter on local calendar dates. Dates the crate cannot reach
@@ -257,15 +258,17 @@ pub(super) fn invalid(unit: Unit, field: &str, why: &str) -> ScheduleError {
     ))
 }
 
-/// Whether a comma item is a range that runs backwards, or a named range with a step (Quartz
-/// ignores the step of a named range) — the items the crate would read differently.
+/// Whether a comma item is a range that runs backwards, or a name or named range with a step
+/// (Quartz ignores the step after a name: `MON/2` is every Monday, `MON-FRI/2` every weekday)
+/// — the items the crate would read differently, or refuse.
 pub(super) fn needs_rewrite(unit: Unit, item: &str) -> bool {
     let (range, step) = match item.split_once('/') {
         Some((r, s)) => (r, Some(s)),
         None => (item, None),
     };
+    let named = |t: &str| unit.value(t).is_some_and(|(_, named)| named);
     let Some((a, b)) = range.split_once('-') else {
-        return false;
+        return step.is_some() && named(range);
     };
     match (unit.value(a), unit.value(b)) {
         (Some((a, named_a)), Some((b, _))) => a > b || (named_a && step.is_some()),
@@ -299,14 +302,12 @@ pub(super) fn item_values(unit: Unit, field: &str, item: &str) -> Result<Vec<u32
         (a, b, named)
     } else {
         let (a, named) = value(range)?;
-        (a, if step.is_some() { hi } else { a }, named)
+        // `5/2` runs from 5 to the end; `MON/2` is Monday alone.
+        (a, if step.is_some() && !named { hi } else { a }, named)
     };
-    // Quartz ignores the step of a named range.
-    let step = if named && range.contains('-') {
-        1
-    } else {
-        step.unwrap_or(1)
-    };
+    // Quartz reads a name (or a named range) and ignores whatever follows it. The step still
+    // has to be a positive number here, as after a number.
+    let step = if named { 1 } else { step.unwrap_or(1) };
     // Only a backwards range wraps, modulo the unit's size (0 reads as the size in 1-based
     // units).
     let mut modulus = None;
@@ -514,6 +515,25 @@ mod tests {
         assert_eq!(v(Unit::Month, "NOV-FEB/2"), [11, 12, 1, 2]);
         assert_eq!(v(Unit::DayOfWeek, "6-2/2"), [6, 1]);
         assert_eq!(v(Unit::Second, "50-10/5").len(), 5);
+    }
+
+    #[test]
+    fn a_step_after_a_name_is_ignored_as_in_quartz_but_not_after_a_number() {
+        let v = |u, s| item_values(u, s, s).unwrap();
+        assert_eq!(v(Unit::DayOfWeek, "MON/2"), [2]);
+        assert_eq!(v(Unit::DayOfWeek, "sun/3"), [1]);
+        assert_eq!(v(Unit::DayOfWeek, "MON/8"), [2]);
+        assert_eq!(v(Unit::Month, "JAN/3"), [1]);
+        assert_eq!(v(Unit::Month, "dec/2"), [12]);
+        assert_eq!(v(Unit::DayOfWeek, "2/2"), [2, 4, 6]);
+        assert_eq!(v(Unit::Month, "1/3"), [1, 4, 7, 10]);
+        assert!(needs_rewrite(Unit::DayOfWeek, "MON/2"));
+        assert!(needs_rewrite(Unit::Month, "JAN/3"));
+        assert!(!needs_rewrite(Unit::DayOfWeek, "2/2"));
+        assert!(!needs_rewrite(Unit::DayOfWeek, "MON"));
+        for bad in ["MON/0", "MON/x", "MON/", "MON/-1", "MON/2/3"] {
+            assert!(item_values(Unit::DayOfWeek, bad, bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
