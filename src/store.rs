@@ -15,9 +15,8 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::crypto::{Cipher, CryptoError};
-use crate::domain::{
-    parse_create, FieldError, Schedule, ScheduleError, TaskSpec, TaskStatus, TaskType,
-};
+use crate::domain::validate::{parse_create_within, InputLimits};
+use crate::domain::{FieldError, Schedule, ScheduleError, TaskSpec, TaskStatus, TaskType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -351,7 +350,9 @@ impl Store {
             reason,
         };
         let headers = self.open_headers(task_id, m.headers.as_deref())?;
-        // Re-validating through the create parser keeps one definition of a valid task.
+        // Re-validating through the create parser keeps one definition of a valid task; within
+        // the most any configuration allows, so a row stored under a more generous `[limits]`
+        // than today's still loads.
         let mut v = serde_json::json!({
             "user_id": m.user_id,
             "type": m.task_type,
@@ -393,7 +394,8 @@ impl Store {
                 serde_json::from_str(r).map_err(|e| corrupt(format!("retry: {e}")))?;
             obj.insert("retry".into(), r);
         }
-        let mut spec = parse_create(&v).map_err(|e: FieldError| corrupt(e.to_string()))?;
+        let mut spec = parse_create_within(&v, &InputLimits::MAX)
+            .map_err(|e: FieldError| corrupt(e.to_string()))?;
         // Header order and case as the user wrote them.
         spec.headers = headers;
         Ok(spec)

@@ -12,7 +12,8 @@ use crate::actors::registry::{Activate, Deactivate, Replace};
 use crate::actors::task::Stop;
 use crate::auth::Principal;
 use crate::cluster::redis::{ChangeKind, Changed, QueueOp};
-use crate::domain::{apply_patch, parse_create, parse_patch, FieldError, TaskStatus};
+use crate::domain::validate::{parse_create_within, parse_patch_within};
+use crate::domain::{apply_patch, FieldError, TaskStatus};
 use crate::net::{check_url, OutboundError};
 use crate::store::{anchor_for, schedule_of, ActiveTask, Write};
 use crate::time::{now_ms, to_rfc3339};
@@ -123,7 +124,7 @@ pub async fn create(
     Auth(who): Auth,
 ) -> Result<HttpResponse, ApiError> {
     let v = json_body(&req, payload, state.max_body_bytes).await?;
-    let spec = parse_create(&v)?;
+    let spec = parse_create_within(&v, &state.input_limits)?;
     if !who.may_act_for(spec.user_id) {
         return Err(ApiError::Forbidden(format!(
             "user_id: this token may not create tasks for user {}",
@@ -304,7 +305,7 @@ pub async fn patch(
     let expected = if_match(&req)?;
     let mut m = load_owned(&state, &who, task_id).await?;
     let v = json_body(&req, payload, state.max_body_bytes).await?;
-    let patch = parse_patch(&v)?;
+    let patch = parse_patch_within(&v, &state.input_limits)?;
     let reschedule = patch.changes_schedule();
     if let Some(url) = &patch.http_endpoint {
         check_endpoint(&state, url).await?;

@@ -17,5 +17,6 @@ mod quartz;
 mod recovery;
 mod shutdown;
 mod smoke;
+mod storage_limits;
 mod store;
 mod validation;
