@@ -12,6 +12,7 @@ mod cli;
 mod cluster_view;
 mod lifecycle;
 mod metrics;
+mod migrations;
 mod openapi;
 mod quartz;
 mod recovery;
