@@ -15,7 +15,8 @@ use crate::cluster::redis::{ChangeKind, Changed, QueueOp};
 use crate::domain::validate::{parse_create_within, parse_patch_within};
 use crate::domain::{apply_patch, FieldError, TaskStatus};
 use crate::net::{check_url, OutboundError};
-use crate::store::{anchor_for, schedule_of, ActiveTask, Write};
+use crate::quota::QuotaError;
+use crate::store::{anchor_for, schedule_of, ActiveTask, ScheduleRow, Write};
 use crate::time::{now_ms, to_rfc3339};
 
 /// How many times a state change is retried when a concurrent change bumped the version.
@@ -77,6 +78,13 @@ async fn notify(
     }
 }
 
+fn quota_refusal(e: QuotaError) -> ApiError {
+    match e {
+        QuotaError::Exceeded(message) => ApiError::QuotaExceeded(message),
+        QuotaError::Store(e) => e.into(),
+    }
+}
+
 fn status_of(m: &tasks::Model) -> TaskStatus {
     TaskStatus::parse(&m.status).unwrap_or(TaskStatus::Stopped)
 }
@@ -113,6 +121,7 @@ async fn check_endpoint(state: &AppState, url: &url::Url) -> Result<(), ApiError
         (status = 403, description = "`user_id` is not the token's user", body = crate::api::docs::ErrorBody),
         (status = 413, description = "Body larger than `server.max_body_bytes`", body = crate::api::docs::ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = crate::api::docs::ErrorBody),
+        (status = 429, description = "`quota_exceeded`: the user's active tasks or fires per minute would exceed `[limits]` (the message names the figure)", body = crate::api::docs::ErrorBody),
         (status = 500, description = "Server fault (the detail is logged, not sent)", body = crate::api::docs::ErrorBody),
     ),
     security(("bearer_auth" = []))
@@ -148,11 +157,18 @@ pub async fn create(
         now,
         now,
     )?;
+    // Held until the insert has committed: the user's next create waits for this one.
+    let permit = state
+        .quotas
+        .admit_create(&state.store, &spec, &schedule, now)
+        .await
+        .map_err(quota_refusal)?;
     crate::metrics::sent(crate::metrics::ActorKind::Persistence);
     state
         .persistence
         .send(Commit(Write::InsertTask(Box::new(model))))
         .await??;
+    permit.commit();
     crate::metrics::sent(crate::metrics::ActorKind::Registry);
     state.registry.do_send(Activate(Box::new(ActiveTask {
         task_id,
@@ -290,6 +306,7 @@ fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
         (status = 409, description = "The task is no longer pending or running, or `If-Match` is stale", body = crate::api::docs::ErrorBody),
         (status = 413, description = "Body larger than `server.max_body_bytes`", body = crate::api::docs::ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = crate::api::docs::ErrorBody),
+        (status = 429, description = "`quota_exceeded`: the new schedule would take the user's fires per minute past `[limits]`", body = crate::api::docs::ErrorBody),
         (status = 500, description = "Server fault (the detail is logged, not sent)", body = crate::api::docs::ErrorBody),
     ),
     security(("bearer_auth" = []))
@@ -353,6 +370,18 @@ pub async fn patch(
         )?;
         model.execution_count = m.execution_count;
         model.consecutive_failures = m.consecutive_failures;
+        let permit = if reschedule {
+            let old = ScheduleRow::of(&m);
+            Some(
+                state
+                    .quotas
+                    .admit_reschedule(&state.store, &old, &spec, &schedule, now)
+                    .await
+                    .map_err(quota_refusal)?,
+            )
+        } else {
+            None
+        };
         crate::metrics::sent(crate::metrics::ActorKind::Persistence);
         let changed = state
             .persistence
@@ -362,6 +391,9 @@ pub async fn patch(
             }))
             .await??;
         if changed == 1 {
+            if let Some(permit) = permit {
+                permit.commit();
+            }
             crate::metrics::sent(crate::metrics::ActorKind::Registry);
             state.registry.do_send(Replace {
                 task: Box::new(ActiveTask {

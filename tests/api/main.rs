@@ -15,6 +15,7 @@ mod metrics;
 mod migrations;
 mod openapi;
 mod quartz;
+mod quotas;
 mod recovery;
 mod shutdown;
 mod smoke;
