@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use entities::limits::{InputLimits, MAX_STORED_BODY_BYTES, MEDIUM_BYTES};
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use secrecy::SecretString;
@@ -29,6 +30,7 @@ pub struct Settings {
     pub crypto: CryptoSettings,
     pub http: HttpSettings,
     pub ratelimit: RateLimitSettings,
+    pub limits: LimitSettings,
     pub metrics: MetricsSettings,
     pub cluster: ClusterSettings,
     pub redis: RedisSettings,
@@ -215,6 +217,56 @@ impl Default for RateLimitSettings {
     }
 }
 
+/// Per-user quotas and the bounds on a task's input (API.md, "Quotas").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// A user's pending, running and paused tasks; 0 = unlimited.
+    pub max_active_tasks_per_user: u64,
+    /// The sum of a user's active schedules' fire rates, per minute; 0 = unlimited.
+    pub max_fires_per_minute_per_user: u64,
+    pub max_url_bytes: usize,
+    pub max_headers: usize,
+    pub max_header_name_bytes: usize,
+    pub max_header_value_bytes: usize,
+    pub max_cron_expression_bytes: usize,
+    pub max_stop_condition_bytes: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        let input = InputLimits::DEFAULT;
+        Self {
+            max_active_tasks_per_user: 100_000,
+            max_fires_per_minute_per_user: 0,
+            max_url_bytes: input.max_url_bytes,
+            max_headers: input.max_headers,
+            max_header_name_bytes: input.max_header_name_bytes,
+            max_header_value_bytes: input.max_header_value_bytes,
+            max_cron_expression_bytes: input.max_cron_expression_bytes,
+            max_stop_condition_bytes: input.max_stop_condition_bytes,
+        }
+    }
+}
+
+impl LimitSettings {
+    /// The input bounds, for the validator.
+    pub fn input(&self) -> InputLimits {
+        InputLimits {
+            max_url_bytes: self.max_url_bytes,
+            max_headers: self.max_headers,
+            max_header_name_bytes: self.max_header_name_bytes,
+            max_header_value_bytes: self.max_header_value_bytes,
+            max_cron_expression_bytes: self.max_cron_expression_bytes,
+            max_stop_condition_bytes: self.max_stop_condition_bytes,
+        }
+    }
+}
+
+/// The most `http.max_response_bytes` may be: a response body is stored as text, where each
+/// byte that is not UTF-8 becomes a three-byte replacement character, in a `MEDIUMTEXT`.
+pub const MAX_RESPONSE_BYTES: usize = MEDIUM_BYTES / 3;
+
 impl Settings {
     /// Loads `path` (which must exist when given explicitly) over the defaults, then the
     /// environment. Without a path, `config.toml` in the working directory is used if present.
@@ -265,6 +317,24 @@ impl Settings {
         if self.server.max_body_bytes == 0 {
             return bad("server.max_body_bytes must be at least 1");
         }
+        if self.server.max_body_bytes > MAX_STORED_BODY_BYTES {
+            return Err(ConfigError::Invalid(format!(
+                "server.max_body_bytes = {} is more than a task's body may take in storage; \
+                 it may be at most {MAX_STORED_BODY_BYTES}",
+                self.server.max_body_bytes
+            )));
+        }
+        if self.http.max_response_bytes > MAX_RESPONSE_BYTES {
+            return Err(ConfigError::Invalid(format!(
+                "http.max_response_bytes = {} is more than the response_body column holds; \
+                 it may be at most {MAX_RESPONSE_BYTES}",
+                self.http.max_response_bytes
+            )));
+        }
+        self.limits
+            .input()
+            .check()
+            .map_err(|m| ConfigError::Invalid(format!("limits.{m}")))?;
         if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("mysql:")) {
             return bad("database.url must start with sqlite: or mysql:");
         }
@@ -345,6 +415,47 @@ mod tests {
         assert_eq!(ok.cluster.session_timeout_ms, 6_000);
         let err = Settings::from_toml("[cluster]\npartitions = 0\n").unwrap_err();
         assert!(err.to_string().contains("cluster.partitions"), "{err}");
+    }
+
+    #[test]
+    fn limits_default_to_the_documented_values() {
+        let s = Settings::from_toml("").expect("defaults");
+        assert_eq!(s.limits.max_active_tasks_per_user, 100_000);
+        assert_eq!(s.limits.max_fires_per_minute_per_user, 0);
+        assert_eq!(s.limits.max_headers, 50);
+        assert_eq!(s.limits.input(), InputLimits::DEFAULT);
+    }
+
+    #[test]
+    fn a_limit_beyond_what_storage_holds_is_refused_naming_the_key() {
+        for (toml, key) in [
+            (
+                "[limits]\nmax_cron_expression_bytes = 257\n",
+                "limits.max_cron_expression_bytes",
+            ),
+            ("[limits]\nmax_url_bytes = 65536\n", "limits.max_url_bytes"),
+            ("[limits]\nmax_headers = 0\n", "limits.max_headers"),
+            (
+                "[limits]\nmax_headers = 1000\nmax_header_value_bytes = 65535\n",
+                "limits.max_headers",
+            ),
+            (
+                "[server]\nmax_body_bytes = 8388609\n",
+                "server.max_body_bytes",
+            ),
+            (
+                "[http]\nmax_response_bytes = 16777215\n",
+                "http.max_response_bytes",
+            ),
+        ] {
+            let err = Settings::from_toml(toml).unwrap_err().to_string();
+            assert!(err.contains(key), "{toml}: {err}");
+        }
+        let s = Settings::from_toml(
+            "[limits]\nmax_headers = 100\nmax_fires_per_minute_per_user = 600\n",
+        )
+        .expect("limits within storage");
+        assert_eq!(s.limits.input().max_headers, 100);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod domain;
 pub mod healthcheck;
 pub mod metrics;
 pub mod net;
+pub mod quota;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

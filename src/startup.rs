@@ -305,6 +305,8 @@ impl Application {
             registry: registry.clone(),
             jwt_secret: settings.auth.jwt_secret.clone(),
             max_body_bytes: settings.server.max_body_bytes,
+            input_limits: settings.limits.input(),
+            quotas: crate::quota::Quotas::new(&settings.limits, settings.cluster.enabled),
             allow_private_targets: h.allow_private_targets,
             ready: ready.clone(),
             cluster: match (&membership, &redis, &queue) {

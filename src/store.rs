@@ -15,9 +15,8 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::crypto::{Cipher, CryptoError};
-use crate::domain::{
-    parse_create, FieldError, Schedule, ScheduleError, TaskSpec, TaskStatus, TaskType,
-};
+use crate::domain::validate::{parse_create_within, InputLimits};
+use crate::domain::{FieldError, Schedule, ScheduleError, TaskSpec, TaskStatus, TaskType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -146,6 +145,29 @@ pub struct ActiveTask {
     pub version: i64,
 }
 
+/// The schedule columns of a stored task.
+#[derive(Clone, Debug)]
+pub struct ScheduleRow {
+    pub task_type: String,
+    pub interval_seconds: Option<i64>,
+    pub cron_expression: Option<String>,
+    pub timezone: Option<String>,
+    /// The schedule's anchor (`start_time`, else `created_at`).
+    pub anchor_ms: i64,
+}
+
+impl ScheduleRow {
+    pub fn of(m: &tasks::Model) -> Self {
+        Self {
+            task_type: m.task_type.clone(),
+            interval_seconds: m.interval_seconds,
+            cron_expression: m.cron_expression.clone(),
+            timezone: m.timezone.clone(),
+            anchor_ms: m.start_time.unwrap_or(m.created_at),
+        }
+    }
+}
+
 /// Read access to tasks and logs, plus the cipher for header columns.
 #[derive(Clone)]
 pub struct Store {
@@ -218,6 +240,54 @@ impl Store {
             .all(&self.db)
             .await?;
         Ok((rows, total))
+    }
+
+    /// How many of the user's tasks count against `max_active_tasks_per_user`: the pending
+    /// and running ones (a paused state, where there is one, counts too: API.md, "Quotas").
+    pub async fn count_active(&self, user_id: i64) -> Result<u64, StoreError> {
+        Ok(tasks::Entity::find()
+            .filter(tasks::Column::UserId.eq(user_id))
+            .filter(tasks::Column::Status.is_in(active_names()))
+            .count(&self.db)
+            .await?)
+    }
+
+    /// The schedules of the user's active tasks (for `max_fires_per_minute_per_user`).
+    pub async fn active_schedules(&self, user_id: i64) -> Result<Vec<ScheduleRow>, StoreError> {
+        let rows = tasks::Entity::find()
+            .select_only()
+            .column(tasks::Column::TaskType)
+            .column(tasks::Column::IntervalSeconds)
+            .column(tasks::Column::CronExpression)
+            .column(tasks::Column::Timezone)
+            .column(tasks::Column::StartTime)
+            .column(tasks::Column::CreatedAt)
+            .filter(tasks::Column::UserId.eq(user_id))
+            .filter(tasks::Column::Status.is_in(active_names()))
+            .into_tuple::<(
+                String,
+                Option<i64>,
+                Option<String>,
+                Option<String>,
+                Option<i64>,
+                i64,
+            )>()
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(task_type, interval_seconds, cron_expression, timezone, start, created)| {
+                    ScheduleRow {
+                        task_type,
+                        interval_seconds,
+                        cron_expression,
+                        timezone,
+                        anchor_ms: start.unwrap_or(created),
+                    }
+                },
+            )
+            .collect())
     }
 
     pub async fn count_running(&self, user_id: i64) -> Result<u64, StoreError> {
@@ -351,7 +421,9 @@ impl Store {
             reason,
         };
         let headers = self.open_headers(task_id, m.headers.as_deref())?;
-        // Re-validating through the create parser keeps one definition of a valid task.
+        // Re-validating through the create parser keeps one definition of a valid task; within
+        // the most any configuration allows, so a row stored under a more generous `[limits]`
+        // than today's still loads.
         let mut v = serde_json::json!({
             "user_id": m.user_id,
             "type": m.task_type,
@@ -393,7 +465,8 @@ impl Store {
                 serde_json::from_str(r).map_err(|e| corrupt(format!("retry: {e}")))?;
             obj.insert("retry".into(), r);
         }
-        let mut spec = parse_create(&v).map_err(|e: FieldError| corrupt(e.to_string()))?;
+        let mut spec = parse_create_within(&v, &InputLimits::MAX)
+            .map_err(|e: FieldError| corrupt(e.to_string()))?;
         // Header order and case as the user wrote them.
         spec.headers = headers;
         Ok(spec)

@@ -294,6 +294,8 @@ fn base_env(data: &Data, port: u16) -> Vec<(&'static str, String)> {
         // The benchmark measures the scheduler, not the per-host throttle.
         ("TICKWHEEL__RATELIMIT__PER_HOST_RPS", "10000000".into()),
         ("TICKWHEEL__RATELIMIT__PER_HOST_BURST", "10000000".into()),
+        // One user holds every task (up to a million idle ones in the memory scenario).
+        ("TICKWHEEL__LIMITS__MAX_ACTIVE_TASKS_PER_USER", "0".into()),
         ("TICKWHEEL__LOG__LEVEL", "warn".into()),
     ]
 }

@@ -9,6 +9,9 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub task_id: String,
     pub user_id: i64,
+    /// `interval`, `once` or `cron`. The column is `type` (API.md, "Storage"); the field
+    /// cannot be, `type` being a Rust keyword.
+    #[sea_orm(column_name = "type")]
     pub task_type: String,
     #[sea_orm(column_type = "Text")]
     pub http_endpoint: String,

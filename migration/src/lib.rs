@@ -6,6 +6,8 @@ mod m20261125_000001_create_tasks;
 mod m20261125_000002_create_task_logs;
 mod m20261126_000003_create_cluster_partitions;
 mod m20261126_000004_index_tasks_status_task;
+mod m20261203_000005_widen_task_columns;
+mod m20261203_000006_rename_task_type_to_type;
 
 pub struct Migrator;
 
@@ -17,6 +19,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_create_task_logs::Migration),
             Box::new(m20261126_000003_create_cluster_partitions::Migration),
             Box::new(m20261126_000004_index_tasks_status_task::Migration),
+            Box::new(m20261203_000005_widen_task_columns::Migration),
+            Box::new(m20261203_000006_rename_task_type_to_type::Migration),
         ]
     }
 }

@@ -242,12 +242,14 @@ pub struct CreateTaskRequest {
     #[schema(rename = "type")]
     pub task_type: TaskType,
     /// An `http` or `https` URL. Loopback, private and link-local destinations are refused
-    /// unless `http.allow_private_targets` is on.
+    /// unless `http.allow_private_targets` is on. At most `limits.max_url_bytes` (2048 by
+    /// default) once normalised.
     #[schema(format = "uri", max_length = 2048)]
     pub http_endpoint: String,
     /// Default `POST`.
     pub method: Option<HttpMethod>,
-    /// Request headers (at most 64), stored encrypted; their values are never returned.
+    /// Request headers (by default at most 50, names of 256 bytes, values of 8192: see
+    /// `[limits]`), stored encrypted; their values are never returned.
     pub headers: Option<BTreeMap<String, String>>,
     /// Any JSON value, sent as the request body (not for `GET`).
     pub body: Option<Value>,

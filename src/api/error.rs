@@ -42,6 +42,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// 415: the body is not declared `application/json`.
     UnsupportedMediaType,
+    /// 429: a per-user quota (`[limits]`) would be exceeded; the message names the figure.
+    QuotaExceeded,
     /// 503: storage is not reachable or recovery is not done yet.
     NotReady,
     /// 500: a real server fault; the detail is logged, never sent.
@@ -50,7 +52,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the table.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::InvalidInput,
         ErrorCode::InvalidJson,
         ErrorCode::Unauthorized,
@@ -63,6 +65,7 @@ impl ErrorCode {
         ErrorCode::InvalidState,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
+        ErrorCode::QuotaExceeded,
         ErrorCode::NotReady,
         ErrorCode::Internal,
     ];
@@ -84,6 +87,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            ErrorCode::QuotaExceeded => (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"),
             ErrorCode::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             ErrorCode::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -124,6 +128,9 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A per-user quota (`[limits]`) would be exceeded.
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("{0}")]
     NotReady(String),
     /// A real server fault; the detail is logged, never sent.
@@ -146,6 +153,7 @@ impl ApiError {
             ApiError::InvalidState(_) => ErrorCode::InvalidState,
             ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            ApiError::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
             ApiError::NotReady(_) => ErrorCode::NotReady,
             ApiError::Internal(_) => ErrorCode::Internal,
         }

@@ -31,6 +31,10 @@ pub struct AppState {
     pub registry: Addr<TaskRegistry>,
     pub jwt_secret: SecretString,
     pub max_body_bytes: usize,
+    /// `[limits]`: the bounds on a task's input.
+    pub input_limits: entities::limits::InputLimits,
+    /// `[limits]`: the per-user quotas.
+    pub quotas: crate::quota::Quotas,
     pub allow_private_targets: bool,
     pub ready: Arc<AtomicBool>,
     /// Cluster mode: membership (for `/api/v1/cluster`) and the change notices.

@@ -12,9 +12,11 @@ use crate::actors::registry::{Activate, Deactivate, Replace};
 use crate::actors::task::Stop;
 use crate::auth::Principal;
 use crate::cluster::redis::{ChangeKind, Changed, QueueOp};
-use crate::domain::{apply_patch, parse_create, parse_patch, FieldError, Schedule, TaskStatus};
+use crate::domain::validate::{parse_create_within, parse_patch_within};
+use crate::domain::{apply_patch, FieldError, Schedule, TaskStatus};
 use crate::net::{check_url, OutboundError};
-use crate::store::{anchor_for, schedule_of, ActiveTask, Write};
+use crate::quota::QuotaError;
+use crate::store::{anchor_for, schedule_of, ActiveTask, ScheduleRow, Write};
 use crate::time::{now_ms, to_rfc3339};
 
 /// How many times a state change is retried when a concurrent change bumped the version.
@@ -76,6 +78,13 @@ async fn notify(
     }
 }
 
+fn quota_refusal(e: QuotaError) -> ApiError {
+    match e {
+        QuotaError::Exceeded(message) => ApiError::QuotaExceeded(message),
+        QuotaError::Store(e) => e.into(),
+    }
+}
+
 fn status_of(m: &tasks::Model) -> TaskStatus {
     TaskStatus::parse(&m.status).unwrap_or(TaskStatus::Stopped)
 }
@@ -122,6 +131,7 @@ fn first_run(schedule: &Schedule, now: i64) -> Result<i64, ApiError> {
         (status = 403, description = "`user_id` is not the token's user", body = crate::api::docs::ErrorBody),
         (status = 413, description = "Body larger than `server.max_body_bytes`", body = crate::api::docs::ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = crate::api::docs::ErrorBody),
+        (status = 429, description = "`quota_exceeded`: the user's active tasks or fires per minute would exceed `[limits]` (the message names the figure)", body = crate::api::docs::ErrorBody),
         (status = 500, description = "Server fault (the detail is logged, not sent)", body = crate::api::docs::ErrorBody),
     ),
     security(("bearer_auth" = []))
@@ -133,7 +143,7 @@ pub async fn create(
     Auth(who): Auth,
 ) -> Result<HttpResponse, ApiError> {
     let v = json_body(&req, payload, state.max_body_bytes).await?;
-    let spec = parse_create(&v)?;
+    let spec = parse_create_within(&v, &state.input_limits)?;
     if !who.may_act_for(spec.user_id) {
         return Err(ApiError::Forbidden(format!(
             "user_id: this token may not create tasks for user {}",
@@ -157,11 +167,18 @@ pub async fn create(
         now,
         now,
     )?;
+    // Held until the insert has committed: the user's next create waits for this one.
+    let permit = state
+        .quotas
+        .admit_create(&state.store, &spec, &schedule, now)
+        .await
+        .map_err(quota_refusal)?;
     crate::metrics::sent(crate::metrics::ActorKind::Persistence);
     state
         .persistence
         .send(Commit(Write::InsertTask(Box::new(model))))
         .await??;
+    permit.commit();
     crate::metrics::sent(crate::metrics::ActorKind::Registry);
     state.registry.do_send(Activate(Box::new(ActiveTask {
         task_id,
@@ -299,6 +316,7 @@ fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
         (status = 409, description = "The task is no longer pending or running, or `If-Match` is stale", body = crate::api::docs::ErrorBody),
         (status = 413, description = "Body larger than `server.max_body_bytes`", body = crate::api::docs::ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = crate::api::docs::ErrorBody),
+        (status = 429, description = "`quota_exceeded`: the new schedule would take the user's fires per minute past `[limits]`", body = crate::api::docs::ErrorBody),
         (status = 500, description = "Server fault (the detail is logged, not sent)", body = crate::api::docs::ErrorBody),
     ),
     security(("bearer_auth" = []))
@@ -314,7 +332,7 @@ pub async fn patch(
     let expected = if_match(&req)?;
     let mut m = load_owned(&state, &who, task_id).await?;
     let v = json_body(&req, payload, state.max_body_bytes).await?;
-    let patch = parse_patch(&v)?;
+    let patch = parse_patch_within(&v, &state.input_limits)?;
     let reschedule = patch.changes_schedule();
     if let Some(url) = &patch.http_endpoint {
         check_endpoint(&state, url).await?;
@@ -362,6 +380,18 @@ pub async fn patch(
         )?;
         model.execution_count = m.execution_count;
         model.consecutive_failures = m.consecutive_failures;
+        let permit = if reschedule {
+            let old = ScheduleRow::of(&m);
+            Some(
+                state
+                    .quotas
+                    .admit_reschedule(&state.store, &old, &spec, &schedule, now)
+                    .await
+                    .map_err(quota_refusal)?,
+            )
+        } else {
+            None
+        };
         crate::metrics::sent(crate::metrics::ActorKind::Persistence);
         let changed = state
             .persistence
@@ -371,6 +401,9 @@ pub async fn patch(
             }))
             .await??;
         if changed == 1 {
+            if let Some(permit) = permit {
+                permit.commit();
+            }
             crate::metrics::sent(crate::metrics::ActorKind::Registry);
             state.registry.do_send(Replace {
                 task: Box::new(ActiveTask {

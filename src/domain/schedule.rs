@@ -99,8 +99,9 @@ pub(super) fn shorten(s: &str) -> String {
     }
 }
 
-/// Longest cron expression accepted; real ones are a few dozen characters.
-const MAX_EXPRESSION_LEN: usize = 256;
+/// Longest cron expression accepted (real ones are a few dozen characters): what the
+/// `cron_expression` column holds (`entities::limits`).
+const MAX_EXPRESSION_LEN: usize = entities::limits::CRON_EXPRESSION_CHARS as usize;
 
 /// Safety net on the candidate walk. Before its answer the walk passes at most about a second
 /// of local times plus one daylight-saving gap or overlap (an hour of per-second matches), so a

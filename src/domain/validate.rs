@@ -11,6 +11,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+pub use entities::limits::InputLimits;
+use entities::limits::{MAX_SEALED_HEADERS_BYTES, MAX_STORED_BODY_BYTES, SEAL_OVERHEAD_BYTES};
+
 use super::schedule::{shorten, CronSchedule, ScheduleError};
 use super::stop::StopCondition;
 use super::task::{Method, RetryOverride, TaskSpec, TaskType};
@@ -42,11 +45,8 @@ impl From<ScheduleError> for FieldError {
 pub const MAX_INTERVAL_SECONDS: u64 = 10 * 365 * 24 * 60 * 60;
 pub const MAX_RETRIES: u64 = 20;
 pub const MAX_BACKOFF_MS: u64 = 3_600_000;
-/// Longest accepted `http_endpoint`, in bytes; the common practical limit for URLs.
-pub const MAX_URL_LEN: usize = 2048;
-pub const MAX_HEADERS: usize = 64;
-pub const MAX_HEADER_NAME_LEN: usize = 256;
-pub const MAX_HEADER_VALUE_LEN: usize = 8192;
+// The bounds on lengths (URL, headers, cron expression, stop condition, body) are
+// `InputLimits` (`entities::limits`), where the column sizes that hold them are set too.
 
 /// Headers a task may not set: framing and hop-by-hop headers the HTTP client owns, and the
 /// ones tickwheel adds to every request (API.md, "Outbound safety").
@@ -97,18 +97,24 @@ const NOT_PATCHABLE: [&str; 13] = [
     "last_updated",
 ];
 
-/// Validates a create body. Fields that do not belong to the task's type are ignored, as are
-/// unknown keys.
+/// Validates a create body within the default [`InputLimits`]. Fields that do not belong to the
+/// task's type are ignored, as are unknown keys.
 pub fn parse_create(v: &Value) -> Result<TaskSpec, FieldError> {
+    parse_create_within(v, &InputLimits::DEFAULT)
+}
+
+/// Validates a create body within `limits` (the configuration's `[limits]`).
+pub fn parse_create_within(v: &Value, limits: &InputLimits) -> Result<TaskSpec, FieldError> {
     let object = body_object(v)?;
     let field = |name: &str| object.get(name).unwrap_or(&Value::Null);
 
     let user_id = parse_user_id(field("user_id"))?;
     let task_type = parse_type(field("type"))?;
-    let http_endpoint = required(object, "http_endpoint").and_then(parse_endpoint)?;
+    let http_endpoint =
+        required(object, "http_endpoint").and_then(|v| parse_endpoint(v, limits))?;
     let method = parse_method(field("method"))?;
-    let headers = parse_headers(field("headers"))?;
-    let body = parse_body(field("body"));
+    let headers = parse_headers(field("headers"), limits)?;
+    let body = parse_body(field("body"))?;
 
     let (mut interval_seconds, mut cron_expression, mut timezone) = (None, None, None);
     match task_type {
@@ -116,7 +122,8 @@ pub fn parse_create(v: &Value) -> Result<TaskSpec, FieldError> {
             interval_seconds = Some(required(object, "interval_seconds").and_then(parse_interval)?);
         }
         TaskType::Cron => {
-            let expression = required(object, "cron_expression").and_then(parse_cron_text)?;
+            let expression =
+                required(object, "cron_expression").and_then(|v| parse_cron_text(v, limits))?;
             let zone = parse_timezone(field("timezone"))?;
             validate_cron(&expression, &zone)?;
             cron_expression = Some(expression);
@@ -129,7 +136,7 @@ pub fn parse_create(v: &Value) -> Result<TaskSpec, FieldError> {
         Value::Null => None,
         v => Some(parse_start_time(v)?),
     };
-    let stop_condition = StopCondition::parse(field("stop_condition"))?;
+    let stop_condition = parse_stop_condition(field("stop_condition"), limits)?;
     let retry = parse_retry(field("retry"))?;
 
     Ok(TaskSpec {
@@ -178,8 +185,13 @@ impl TaskPatch {
 /// Validates a PATCH body. Unknown keys and fields that cannot be changed are refused, naming
 /// the key; an empty object is refused too. `null` resets the optional fields (`method` to
 /// POST, `headers` to none, `body` to none, `timezone` to UTC, `stop_condition` and `retry` to
-/// empty); the others cannot be `null`.
+/// empty); the others cannot be `null`. Within the default [`InputLimits`].
 pub fn parse_patch(v: &Value) -> Result<TaskPatch, FieldError> {
+    parse_patch_within(v, &InputLimits::DEFAULT)
+}
+
+/// Validates a PATCH body within `limits` (the configuration's `[limits]`).
+pub fn parse_patch_within(v: &Value, limits: &InputLimits) -> Result<TaskPatch, FieldError> {
     let object = body_object(v)?;
     if object.is_empty() {
         return Err(FieldError::new("body", "nothing to change"));
@@ -194,22 +206,22 @@ pub fn parse_patch(v: &Value) -> Result<TaskPatch, FieldError> {
     }
     let mut patch = TaskPatch::default();
     if let Some(v) = object.get("http_endpoint") {
-        patch.http_endpoint = Some(parse_endpoint(v)?);
+        patch.http_endpoint = Some(parse_endpoint(v, limits)?);
     }
     if let Some(v) = object.get("method") {
         patch.method = Some(parse_method(v)?);
     }
     if let Some(v) = object.get("headers") {
-        patch.headers = Some(parse_headers(v)?);
+        patch.headers = Some(parse_headers(v, limits)?);
     }
     if let Some(v) = object.get("body") {
-        patch.body = Some(parse_body(v));
+        patch.body = Some(parse_body(v)?);
     }
     if let Some(v) = object.get("interval_seconds") {
         patch.interval_seconds = Some(parse_interval(v)?);
     }
     if let Some(v) = object.get("cron_expression") {
-        let expression = parse_cron_text(v)?;
+        let expression = parse_cron_text(v, limits)?;
         // The syntax does not depend on the zone; apply_patch checks it with the task's zone.
         if let Err(e) = CronSchedule::parse(&expression, "UTC") {
             return Err(e.into());
@@ -223,7 +235,7 @@ pub fn parse_patch(v: &Value) -> Result<TaskPatch, FieldError> {
         patch.start_time = Some(parse_start_time(v)?);
     }
     if let Some(v) = object.get("stop_condition") {
-        patch.stop_condition = Some(StopCondition::parse(v)?);
+        patch.stop_condition = Some(parse_stop_condition(v, limits)?);
     }
     if let Some(v) = object.get("retry") {
         patch.retry = Some(parse_retry(v)?);
@@ -376,19 +388,22 @@ fn parse_type(v: &Value) -> Result<TaskType, FieldError> {
     }
 }
 
-fn parse_endpoint(v: &Value) -> Result<url::Url, FieldError> {
+fn parse_endpoint(v: &Value, limits: &InputLimits) -> Result<url::Url, FieldError> {
     let field = "http_endpoint";
     let Value::String(s) = v else {
         return Err(FieldError::new(field, "must be a URL string"));
     };
-    if s.len() > MAX_URL_LEN {
-        return Err(FieldError::new(
-            field,
-            format!("must be at most {MAX_URL_LEN} characters"),
-        ));
+    let max = limits.max_url_bytes;
+    let too_long = || FieldError::new(field, format!("must be at most {max} bytes long"));
+    if s.len() > max {
+        return Err(too_long());
     }
     let url = url::Url::parse(s)
         .map_err(|e| FieldError::new(field, format!("is not a valid URL ({e})")))?;
+    // What is stored and sent is the normalised URL, which percent-encoding can lengthen.
+    if url.as_str().len() > max {
+        return Err(too_long());
+    }
     let authority = written_authority(s).ok_or_else(|| {
         FieldError::new(
             field,
@@ -442,7 +457,7 @@ fn is_token_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
 }
 
-fn parse_headers(v: &Value) -> Result<Vec<(String, String)>, FieldError> {
+fn parse_headers(v: &Value, limits: &InputLimits) -> Result<Vec<(String, String)>, FieldError> {
     let object = match v {
         Value::Null => return Ok(Vec::new()),
         Value::Object(object) => object,
@@ -453,15 +468,25 @@ fn parse_headers(v: &Value) -> Result<Vec<(String, String)>, FieldError> {
             ))
         }
     };
-    if object.len() > MAX_HEADERS {
+    if object.len() > limits.max_headers {
         return Err(FieldError::new(
             "headers",
-            format!("at most {MAX_HEADERS} headers are allowed"),
+            format!("at most {} headers are allowed", limits.max_headers),
         ));
     }
     let mut headers = Vec::with_capacity(object.len());
     for (name, value) in object {
-        if name.is_empty() || name.len() > MAX_HEADER_NAME_LEN || !name.chars().all(is_token_char) {
+        if name.len() > limits.max_header_name_bytes {
+            return Err(FieldError::new(
+                "headers",
+                format!(
+                    "'{}' is longer than {} bytes, the most a header name may be",
+                    shorten(name),
+                    limits.max_header_name_bytes
+                ),
+            ));
+        }
+        if name.is_empty() || !name.chars().all(is_token_char) {
             return Err(FieldError::new(
                 "headers",
                 format!("'{}' is not a valid header name", shorten(name)),
@@ -477,10 +502,10 @@ fn parse_headers(v: &Value) -> Result<Vec<(String, String)>, FieldError> {
         let Value::String(value) = value else {
             return Err(FieldError::new(field(), "must be a string"));
         };
-        if value.len() > MAX_HEADER_VALUE_LEN {
+        if value.len() > limits.max_header_value_bytes {
             return Err(FieldError::new(
                 field(),
-                format!("must be at most {MAX_HEADER_VALUE_LEN} bytes"),
+                format!("must be at most {} bytes", limits.max_header_value_bytes),
             ));
         }
         if value.chars().any(|c| c.is_control() && c != '\t') {
@@ -491,11 +516,67 @@ fn parse_headers(v: &Value) -> Result<Vec<(String, String)>, FieldError> {
         }
         headers.push((name.clone(), value.clone()));
     }
+    // Stored encrypted as the JSON of this list; the bounds above keep it within the column
+    // whenever the configuration passed its start-up check, and this holds it to it anyway.
+    let sealed = SEAL_OVERHEAD_BYTES + json_len(&headers);
+    if sealed > MAX_SEALED_HEADERS_BYTES {
+        return Err(FieldError::new(
+            "headers",
+            format!("take {sealed} bytes once stored; at most {MAX_SEALED_HEADERS_BYTES} fit"),
+        ));
+    }
     Ok(headers)
 }
 
-fn parse_body(v: &Value) -> Option<Value> {
-    (!v.is_null()).then(|| v.clone())
+/// The body as stored (compact JSON), which number formatting can make longer than it was
+/// sent (`1e15` is stored as `1000000000000000.0`).
+fn parse_body(v: &Value) -> Result<Option<Value>, FieldError> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    let stored = json_len(v);
+    if stored > MAX_STORED_BODY_BYTES {
+        return Err(FieldError::new(
+            "body",
+            format!("takes {stored} bytes as stored JSON; at most {MAX_STORED_BODY_BYTES} fit"),
+        ));
+    }
+    Ok(Some(v.clone()))
+}
+
+/// A stop condition, bounded by its stored form (the compact JSON of its normalised object).
+fn parse_stop_condition(v: &Value, limits: &InputLimits) -> Result<StopCondition, FieldError> {
+    let condition = StopCondition::parse(v)?;
+    let stored = json_len(&condition.to_json());
+    if stored > limits.max_stop_condition_bytes {
+        return Err(FieldError::new(
+            "stop_condition",
+            format!(
+                "takes {stored} bytes as JSON; at most {} are allowed",
+                limits.max_stop_condition_bytes
+            ),
+        ));
+    }
+    Ok(condition)
+}
+
+/// The length of `v` as compact JSON, without building the string.
+fn json_len(v: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Serialising a `Value` or a list of string pairs cannot fail; were it to, the length
+    // counted so far is no larger than what is stored.
+    let _ = serde_json::to_writer(&mut count, v);
+    count.0
 }
 
 fn parse_interval(v: &Value) -> Result<u64, FieldError> {
@@ -515,8 +596,17 @@ fn check_interval(seconds: u64) -> Result<(), FieldError> {
     }
 }
 
-fn parse_cron_text(v: &Value) -> Result<String, FieldError> {
+fn parse_cron_text(v: &Value, limits: &InputLimits) -> Result<String, FieldError> {
     match v {
+        Value::String(s) if s.trim().len() > limits.max_cron_expression_bytes => {
+            Err(FieldError::new(
+                "cron_expression",
+                format!(
+                    "must be at most {} bytes long",
+                    limits.max_cron_expression_bytes
+                ),
+            ))
+        }
         Value::String(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
         Value::String(_) => Err(FieldError::new("cron_expression", "must not be empty")),
         _ => Err(FieldError::new(
@@ -771,7 +861,10 @@ mod tests {
                 "{bad}"
             );
         }
-        let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
+        let long = format!(
+            "https://example.com/{}",
+            "a".repeat(InputLimits::DEFAULT.max_url_bytes)
+        );
         assert_eq!(
             field_of(with(interval_task(), "http_endpoint", json!(long))),
             "http_endpoint"
@@ -940,6 +1033,47 @@ mod tests {
             parse_create(&with(cron_task(), "cron_expression", json!("0 0 0 30 2 ?"))).unwrap_err();
         assert_eq!(e.field, "cron_expression");
         assert!(e.message.contains("never fires"));
+    }
+
+    #[test]
+    fn every_time_zone_name_fits_its_column() {
+        let column = entities::limits::TIMEZONE_CHARS as usize;
+        for tz in chrono_tz::TZ_VARIANTS {
+            assert!(tz.name().len() <= column, "{}", tz.name());
+        }
+    }
+
+    #[test]
+    fn a_stored_field_longer_than_its_limit_is_refused_naming_it() {
+        let limits = InputLimits {
+            max_stop_condition_bytes: 20,
+            max_cron_expression_bytes: 12,
+            ..InputLimits::DEFAULT
+        };
+        let parse = |v: Value| parse_create_within(&v, &limits).unwrap_err().field;
+        let condition = json!({"max_cnt": 1, "done": "yes"});
+        assert_eq!(condition.to_string().len(), 26);
+        assert_eq!(
+            parse(with(cron_task(), "stop_condition", condition)),
+            "stop_condition"
+        );
+        assert_eq!(
+            parse(with(
+                cron_task(),
+                "cron_expression",
+                json!("0 30 2 * * ? *")
+            )),
+            "cron_expression"
+        );
+        // A number is stored as serde_json writes it, which can be longer than it was sent.
+        let floats = Value::Array(vec![json!(1e15); 500_000]);
+        assert!(floats.to_string().len() > entities::limits::MAX_STORED_BODY_BYTES);
+        assert_eq!(
+            parse_create(&with(interval_task(), "body", floats))
+                .unwrap_err()
+                .field,
+            "body"
+        );
     }
 
     #[test]

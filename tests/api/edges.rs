@@ -454,6 +454,7 @@ async fn the_openapi_document_lists_every_error_code() {
         "invalid_state",
         "payload_too_large",
         "unsupported_media_type",
+        "quota_exceeded",
         "not_ready",
         "internal",
     ] {

@@ -1,0 +1,74 @@
+//! Widens the `tasks` columns that were narrower on MySQL/MariaDB than what validation
+//! accepts, so a valid task is stored instead of failing with "Data too long": the encrypted
+//! header list (`BLOB`, 64 KiB, against up to 50 headers of 8 KiB), the stop condition
+//! (`TEXT`, 64 KiB) and the cron expression (`VARCHAR(255)` against 256 characters). The sizes come from
+//! `entities::limits`, where the validator's bounds come from too.
+//!
+//! `MODIFY` keeps every row (each type only grows). SQLite does not enforce declared lengths,
+//! so there is nothing to change there.
+
+use ::entities::limits::CRON_EXPRESSION_CHARS;
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() != sea_orm_migration::sea_orm::DatabaseBackend::MySql {
+            return Ok(());
+        }
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Tasks::Table)
+                    .modify_column(custom_null(Tasks::Headers, "MEDIUMBLOB"))
+                    .modify_column(custom_null(Tasks::StopCondition, "MEDIUMTEXT"))
+                    .modify_column(
+                        ColumnDef::new(Tasks::CronExpression)
+                            .string_len(CRON_EXPRESSION_CHARS)
+                            .null()
+                            .to_owned(),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() != sea_orm_migration::sea_orm::DatabaseBackend::MySql {
+            return Ok(());
+        }
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Tasks::Table)
+                    .modify_column(custom_null(Tasks::Headers, "BLOB"))
+                    .modify_column(custom_null(Tasks::StopCondition, "TEXT"))
+                    .modify_column(
+                        ColumnDef::new(Tasks::CronExpression)
+                            .string_len(255)
+                            .null()
+                            .to_owned(),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+fn custom_null(col: Tasks, sql_type: &str) -> ColumnDef {
+    ColumnDef::new(col)
+        .custom(Alias::new(sql_type))
+        .null()
+        .to_owned()
+}
+
+#[derive(DeriveIden)]
+enum Tasks {
+    Table,
+    Headers,
+    StopCondition,
+    CronExpression,
+}
