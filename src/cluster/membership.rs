@@ -431,15 +431,19 @@ async fn close_session(s: &MembershipSettings, client: zk::Client) {
     }
 }
 
-/// Keeps the session connected: when its connection is lost, tries every
-/// [`RECONNECT_EVERY`] to open a new one for the same session (the first server to answer
-/// takes it over), unless the client reconnects by itself first. Cancels `lost` when
-/// ZooKeeper says the session expired.
+/// Keeps the session connected: when its connection is lost, starts an attempt to open a new
+/// one for the same session every [`RECONNECT_EVERY`] (each given a third of the session
+/// timeout, so that one stuck on a server still starting does not hold the next back); the
+/// first to succeed takes the session over, unless the client reconnects by itself first.
+/// Cancels `lost` when ZooKeeper says the session expired.
 async fn reconnect(
     s: MembershipSettings,
     current: tokio::sync::watch::Sender<zk::Client>,
     lost: CancellationToken,
 ) {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    /// Attempts under way at most.
+    const MAX_ATTEMPTS: usize = 16;
     loop {
         let client = current.borrow().clone();
         let mut state = client.state_watcher();
@@ -455,34 +459,45 @@ async fn reconnect(
         }
         let session = client.session().clone();
         let since = Instant::now();
+        let mut attempts = FuturesUnordered::new();
+        let mut tick = tokio::time::interval(RECONNECT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The client tries at once by itself: the first attempt here comes one period later.
+        tick.tick().await;
         loop {
-            tokio::time::sleep(RECONNECT_EVERY).await;
-            match state.peek_state() {
-                zk::SessionState::Disconnected => {}
-                st if st.is_terminated() => return,
-                // The client made it by itself.
-                _ => break,
-            }
-            let attempt = connector(&s)
-                .with_session(session.clone())
-                .with_fail_eagerly()
-                .connect(&s.connect);
-            match tokio::time::timeout(s.session_timeout / 3, attempt).await {
-                Ok(Ok(new)) => {
-                    tracing::info!(
-                        ms = since.elapsed().as_millis() as u64,
-                        "reconnected to ZooKeeper"
-                    );
-                    // The old client is dropped with its last handle; detached, it closes
-                    // nothing.
-                    current.send_replace(new);
-                    break;
+            tokio::select! {
+                _ = tick.tick() => {
+                    match state.peek_state() {
+                        zk::SessionState::Disconnected => {}
+                        st if st.is_terminated() => return,
+                        // The client made it by itself.
+                        _ => break,
+                    }
+                    if attempts.len() < MAX_ATTEMPTS {
+                        let attempt = connector(&s)
+                            .with_session(session.clone())
+                            .with_fail_eagerly()
+                            .connect(&s.connect);
+                        attempts.push(tokio::time::timeout(s.session_timeout / 3, attempt));
+                    }
                 }
-                Ok(Err(zk::Error::SessionExpired)) => {
-                    lost.cancel();
-                    return;
-                }
-                _ => {}
+                Some(done) = attempts.next(), if !attempts.is_empty() => match done {
+                    Ok(Ok(new)) => {
+                        tracing::info!(
+                            ms = since.elapsed().as_millis() as u64,
+                            "reconnected to ZooKeeper"
+                        );
+                        // The old client is dropped with its last handle; detached, it
+                        // closes nothing.
+                        current.send_replace(new);
+                        break;
+                    }
+                    Ok(Err(zk::Error::SessionExpired)) => {
+                        lost.cancel();
+                        return;
+                    }
+                    _ => {}
+                },
             }
         }
     }
