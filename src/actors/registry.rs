@@ -257,7 +257,9 @@ impl TaskRegistry {
         }
     }
 
-    fn spawn(&mut self, task: ActiveTask, replace: bool) {
+    /// Starts `task`'s actor; `taken_over_at`: its partition was taken over from another node
+    /// then (epoch ms), see [`TaskActor::taken_over_at`].
+    fn spawn(&mut self, task: ActiveTask, replace: bool, taken_over_at: Option<i64>) {
         let Some(deps) = self.deps.clone() else {
             return;
         };
@@ -278,7 +280,8 @@ impl TaskRegistry {
         // on another thread, so that the supervisor restarted a stopped actor; see
         // BENCHMARKS.md, change 15.)
         self.versions.insert(id, task.version);
-        let addr = Supervisor::start(move |_| TaskActor::new(deps, task));
+        let addr =
+            Supervisor::start(move |_| TaskActor::new(deps, task).taken_over_at(taken_over_at));
         self.tasks.insert(id, addr);
         metrics::live(ActorKind::Task, self.tasks.len());
     }
@@ -301,6 +304,7 @@ impl Actor for TaskRegistry {
                 default_max_retries: b.default_max_retries,
                 default_backoff_ms: b.default_backoff_ms,
                 cluster: b.task_cluster,
+                pacer: super::task::CatchUpPacer::default(),
             }));
         }
         if self.cluster.is_some() {
@@ -314,7 +318,7 @@ impl Handler<Activate> for TaskRegistry {
 
     fn handle(&mut self, msg: Activate, _: &mut Self::Context) {
         let _m = metrics::handling(ActorKind::Registry, "Activate");
-        self.spawn(*msg.0, true);
+        self.spawn(*msg.0, true, None);
     }
 }
 
@@ -331,7 +335,7 @@ impl Handler<Replace> for TaskRegistry {
                     reschedule: msg.reschedule,
                 })
             }
-            None => self.spawn(*msg.task, true),
+            None => self.spawn(*msg.task, true, None),
         }
     }
 }
@@ -368,10 +372,14 @@ impl Handler<Finished> for TaskRegistry {
 /// Rows read per recovery page.
 const RECOVERY_PAGE: u64 = 10_000;
 
-/// One page of recovered tasks, to start.
+/// One page of recovered tasks, to start; `taken_over_at`: loaded because their partitions
+/// were taken over from another node then (epoch ms).
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Recovered(Vec<ActiveTask>);
+struct Recovered {
+    tasks: Vec<ActiveTask>,
+    taken_over_at: Option<i64>,
+}
 
 impl Handler<Recover> for TaskRegistry {
     type Result = ResponseFuture<Result<usize, StoreError>>;
@@ -400,6 +408,7 @@ impl Handler<Recover> for TaskRegistry {
             ctx.address(),
             self.partitions,
             None,
+            None,
         ))
     }
 }
@@ -413,6 +422,7 @@ async fn load_tasks(
     me: Addr<TaskRegistry>,
     partitions: u32,
     only: Option<Arc<HashSet<u32>>>,
+    taken_over_at: Option<i64>,
 ) -> Result<usize, StoreError> {
     // A pipeline: the next page is read while this one is checked (on a blocking thread)
     // and the one before is started (in the registry). Pages walk the pending tasks, then
@@ -462,7 +472,11 @@ async fn load_tasks(
         .map_err(joined)?;
         n += page.len();
         metrics::sent(ActorKind::Registry);
-        if me.send(Recovered(page)).await.is_err() {
+        let page = Recovered {
+            tasks: page,
+            taken_over_at,
+        };
+        if me.send(page).await.is_err() {
             // The registry stopped: the node is shutting down.
             break;
         }
@@ -475,8 +489,8 @@ impl Handler<Recovered> for TaskRegistry {
 
     fn handle(&mut self, msg: Recovered, _: &mut Self::Context) {
         let _m = metrics::handling(ActorKind::Registry, "Recovered");
-        for t in msg.0 {
-            self.spawn(t, false);
+        for t in msg.tasks {
+            self.spawn(t, false, msg.taken_over_at);
         }
     }
 }
@@ -582,7 +596,10 @@ impl Handler<Owned> for TaskRegistry {
                 &live,
                 &maps,
                 me.clone(),
-                gained,
+                Gained {
+                    partitions: gained,
+                    at_ms: crate::time::now_ms(),
+                },
             )
             .await;
             metrics::sent(ActorKind::Registry);
@@ -675,6 +692,12 @@ struct Maps {
     claiming: Arc<Mutex<HashSet<u32>>>,
 }
 
+/// Partitions the membership just gave this node, and when (epoch ms).
+struct Gained {
+    partitions: Vec<u32>,
+    at_ms: i64,
+}
+
 /// Claims each gained partition once its previous holder released it (or is not a live
 /// member any more, or after [`HAND_OVER_MAX`]) and this node's own release of it (if it
 /// just lost and regained it) is done; marks it owned and loads its tasks. A partition that
@@ -687,10 +710,11 @@ async fn acquire(
     live: &HashSet<String>,
     maps: &Maps,
     me: Addr<TaskRegistry>,
-    gained: Vec<u32>,
+    gained: Gained,
 ) -> Result<(usize, Vec<u32>), String> {
     let deadline = Instant::now() + HAND_OVER_MAX;
-    let mut pending = gained;
+    let gained_at = gained.at_ms;
+    let mut pending = gained.partitions;
     let mut loaded = 0;
     let mut claimed = Vec::new();
     let mut failed = 0;
@@ -755,7 +779,9 @@ async fn acquire(
                         set_flag(&maps.owned, *p, true);
                     }
                 }
-                match take_over(deps, me.clone(), maps.owned.len() as u32, &ready).await {
+                let loaded_now =
+                    take_over(deps, me.clone(), maps.owned.len() as u32, &ready, gained_at);
+                match loaded_now.await {
                     Ok(n) => {
                         loaded += n;
                         claimed.extend(ready.iter().copied());
@@ -800,13 +826,14 @@ async fn take_over(
     me: Addr<TaskRegistry>,
     partitions: u32,
     gained: &[u32],
+    gained_at: i64,
 ) -> Result<usize, StoreError> {
     let mut scan: HashSet<u32> = gained.iter().copied().collect();
     let mut n = 0;
     if let Some(c) = &deps.cluster {
         match c.redis.queued(gained).await {
             Ok((complete, ids)) => {
-                n += load_ids(deps, me.clone(), ids).await?;
+                n += load_ids(deps, me.clone(), ids, gained_at).await?;
                 metrics::partition_loads("queue", complete.len());
                 for p in complete {
                     scan.remove(&p);
@@ -819,7 +846,8 @@ async fn take_over(
     }
     if !scan.is_empty() {
         metrics::partition_loads("scan", scan.len());
-        n += load_tasks(deps.store.clone(), me, partitions, Some(Arc::new(scan))).await?;
+        let scan = Some(Arc::new(scan));
+        n += load_tasks(deps.store.clone(), me, partitions, scan, Some(gained_at)).await?;
     }
     Ok(n)
 }
@@ -830,6 +858,7 @@ async fn load_ids(
     deps: &TaskDeps,
     me: Addr<TaskRegistry>,
     ids: Vec<String>,
+    gained_at: i64,
 ) -> Result<usize, StoreError> {
     let mut n = 0;
     for chunk in ids.chunks(RECOVERY_PAGE as usize) {
@@ -853,7 +882,11 @@ async fn load_ids(
         }
         n += page.len();
         metrics::sent(ActorKind::Registry);
-        if me.send(Recovered(page)).await.is_err() {
+        let page = Recovered {
+            tasks: page,
+            taken_over_at: Some(gained_at),
+        };
+        if me.send(page).await.is_err() {
             break;
         }
     }
@@ -1119,7 +1152,7 @@ impl Handler<Reloaded> for TaskRegistry {
                 Some(_) => {}
                 None => {
                     if !finished || msg.redefine {
-                        self.spawn(t, false);
+                        self.spawn(t, false, None);
                     }
                 }
             }

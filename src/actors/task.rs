@@ -6,7 +6,8 @@
 //! Supervised: if it stops while the registry still holds it, it is restarted and reloads its
 //! task from storage.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,7 +62,53 @@ pub struct TaskDeps {
     pub default_backoff_ms: u64,
     /// Cluster mode: the lease and the Redis guard every fire goes through.
     pub cluster: Option<Arc<crate::cluster::TaskCluster>>,
+    /// Spreads the node's catch-up fires out (see [`CatchUpPacer`]).
+    pub pacer: CatchUpPacer,
 }
+
+/// Spreads catch-up fires — the fires a task owes after a take-over, a restart or a lapse of
+/// the cluster lease — over time instead of sending them in one burst, so that the on-time
+/// fires of the node's other tasks are not queued behind them: one every [`CATCH_UP_SPACING`],
+/// none held back longer than [`CATCH_UP_MAX_DELAY`] (beyond that they go as they come).
+#[derive(Debug, Default)]
+pub struct CatchUpPacer {
+    /// Epoch microseconds of the next free turn.
+    next_us: AtomicI64,
+}
+
+/// The distance between two paced catch-up fires.
+pub const CATCH_UP_SPACING: Duration = Duration::from_micros(1000);
+/// How long a catch-up fire waits for its turn at most.
+pub const CATCH_UP_MAX_DELAY: Duration = Duration::from_millis(500);
+
+impl CatchUpPacer {
+    /// Takes the next turn: how long to wait for it.
+    pub fn turn(&self) -> Duration {
+        let now = now_ms().saturating_mul(1000);
+        let spacing = CATCH_UP_SPACING.as_micros() as i64;
+        let max = CATCH_UP_MAX_DELAY.as_micros() as i64;
+        let mut current = self.next_us.load(Ordering::Relaxed);
+        loop {
+            let at = current.max(now);
+            if at - now >= max {
+                // Over the limit: no turn is taken; it goes at the latest allowed moment.
+                return Duration::from_micros(max as u64);
+            }
+            match self.next_us.compare_exchange_weak(
+                current,
+                at + spacing,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Duration::from_micros((at - now) as u64),
+                Err(seen) => current = seen,
+            }
+        }
+    }
+}
+
+/// How many slots may wait behind a catch-up fire in flight before further ones are skipped.
+const MAX_DEFERRED: usize = 16;
 
 struct InFlight {
     slot: i64,
@@ -71,6 +118,9 @@ struct InFlight {
     sending: bool,
     /// This attempt was held back by its destination's token bucket (counted once).
     throttled: bool,
+    /// Fired late on purpose (a catch-up, or held back by a lapsed cluster lease): a slot
+    /// that comes due meanwhile waits for it (in `deferred`) rather than being skipped.
+    catch_up: bool,
 }
 
 /// Shutdown: stop firing, and answer once no request of this task is on the wire. An
@@ -89,6 +139,16 @@ pub struct TaskActor {
     request: Arc<OutboundRequest>,
     generation: u64,
     in_flight: Option<InFlight>,
+    /// Slots that came due while a catch-up fire was in flight, oldest first: each is sent
+    /// once the execution before it ended.
+    deferred: VecDeque<i64>,
+    /// Slots at or before this (epoch ms) were missed while this task could not fire here: the
+    /// ones fired for them are catch-ups.
+    late_until: i64,
+    /// Taken over from another node at this moment (epoch ms): every slot due from then on is
+    /// sent; the ones before it, missed while no node ran the task, are coalesced into one
+    /// fire (the misfire rule).
+    catch_up_from: Option<i64>,
     ended: bool,
     reload: bool,
     draining: bool,
@@ -124,11 +184,20 @@ impl TaskActor {
             request,
             generation: 0,
             in_flight: None,
+            deferred: VecDeque::new(),
+            late_until: i64::MIN,
+            catch_up_from: None,
             ended: false,
             reload: false,
             draining: false,
             drained: Vec::new(),
         }
+    }
+
+    /// A task taken over from another node at `at_ms` (see `catch_up_from`).
+    pub fn taken_over_at(mut self, at_ms: Option<i64>) -> Self {
+        self.catch_up_from = at_ms;
+        self
     }
 
     fn max_retries(&self) -> u32 {
@@ -180,8 +249,9 @@ impl TaskActor {
         }));
     }
 
-    /// Puts the task's next slot on the wheel: one catch-up fire (at the latest missed slot)
-    /// if it is overdue, else its due slot.
+    /// Puts the task's next slot on the wheel: its due slot, or if that is overdue a paced
+    /// catch-up fire for the latest slot missed (the misfire rule) — after a take-over, the
+    /// latest missed before the take-over, then every slot due since, one after the other.
     fn schedule_from_state(&mut self, ctx: &mut Context<Self>) {
         let now = now_ms();
         let due = match self.task.next_run_time {
@@ -196,13 +266,32 @@ impl TaskActor {
                 return self.finish(TaskStatus::Completed, ctx);
             }
         }
-        let slot = if due < now {
-            self.task.schedule.latest_due(due, now)
-        } else {
-            due
-        };
+        if due >= now {
+            self.task.next_run_time = Some(due);
+            self.register(due, ctx);
+            return;
+        }
+        let coalesce_until = self.catch_up_from.map_or(now, |from| from.min(now));
+        let slot = self.task.schedule.latest_due(due, coalesce_until);
         self.task.next_run_time = Some(slot);
-        self.register(slot, ctx);
+        self.late_until = now;
+        let turn = self.deps.pacer.turn();
+        self.fire_later(slot, turn, ctx);
+    }
+
+    /// Fires `slot` (overdue) after `wait`, unless the task is registered anew meanwhile.
+    fn fire_later(&mut self, slot: i64, wait: Duration, ctx: &mut Context<Self>) {
+        self.generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = &self.deps.cluster {
+            c.queue_next(self.task.task_id, slot);
+        }
+        let generation = self.generation;
+        ctx.run_later(wait, move |act, ctx| {
+            if act.ended || act.draining || act.generation != generation {
+                return;
+            }
+            act.fire(slot, ctx);
+        });
     }
 
     fn send_attempt(&mut self, ctx: &mut Context<Self>) {
@@ -211,6 +300,7 @@ impl TaskActor {
             // lease is back, not dropped; a drain or release ends the wait (not on the wire).
             if let Some(f) = &mut self.in_flight {
                 f.sending = false;
+                f.catch_up = true;
             }
             self.settle();
             let lost = self
@@ -306,6 +396,17 @@ impl TaskActor {
     fn on_outcome(&mut self, slot: i64, attempt: u32, outcome: Outcome, ctx: &mut Context<Self>) {
         self.handle_outcome(slot, attempt, outcome, ctx);
         self.settle();
+        self.next_deferred(ctx);
+    }
+
+    /// The execution before ended: sends the oldest slot that waited for it.
+    fn next_deferred(&mut self, ctx: &mut Context<Self>) {
+        if self.ended || self.draining || self.in_flight.is_some() {
+            return;
+        }
+        if let Some(slot) = self.deferred.pop_front() {
+            self.execute(slot, true, ctx);
+        }
     }
 
     /// Draining: answers the waiters once nothing of this task is on its way.
@@ -544,8 +645,9 @@ const FENCED_RECHECK: Duration = Duration::from_millis(50);
 impl TaskActor {
     /// Cluster mode, cut off from ZooKeeper for too long: this node may no longer own the
     /// task, so `slot` is not sent now. If the lease comes back (ZooKeeper answered within
-    /// the session), the task fires once for the latest slot it missed, by the misfire rule;
-    /// if the session was lost, the actor is released first and its new owner runs it.
+    /// the session), `slot` and every slot due since are sent, each once (a blip shorter than
+    /// the session timeout loses nothing); if the session was lost, the actor is released
+    /// first and its new owner runs it.
     fn hold_fenced(&mut self, slot: i64, ctx: &mut Context<Self>) {
         let generation = self.generation;
         ctx.run_later(FENCED_RECHECK, move |act, ctx| {
@@ -553,8 +655,11 @@ impl TaskActor {
                 return;
             }
             if act.may_fire() {
-                let catch_up = act.task.schedule.latest_due(slot, now_ms());
-                act.fire(catch_up, ctx);
+                // Every slot held back is sent, this one first; the ones due since follow
+                // it one after the other (they wait for it in `deferred`).
+                act.late_until = now_ms();
+                let turn = act.deps.pacer.turn();
+                act.fire_later(slot, turn, ctx);
             } else {
                 act.hold_fenced(slot, ctx);
             }
@@ -570,27 +675,42 @@ impl TaskActor {
         let next = self.following(slot);
         self.task.next_run_time = next;
         if let Some(f) = &self.in_flight {
-            tracing::warn!(task_id = %self.task.task_id, scheduled_ms = slot, in_flight = f.slot, "fire skipped: previous execution still in flight");
-            metrics::fire("skipped_overlap");
-            self.deps
-                .persistence
-                .push(Write::Log(Box::new(task_logs::Model {
-                    log_id: Uuid::now_v7().to_string(),
-                    user_id: self.task.spec.user_id,
-                    task_id: self.task.task_id.to_string(),
-                    scheduled_time: slot,
-                    attempt: 0,
-                    http_status: None,
-                    error: Some("skipped: previous execution still in flight".into()),
-                    duration_ms: 0,
-                    response_body: None,
-                    created_at: now_ms(),
-                })));
+            if f.catch_up && self.deferred.len() < MAX_DEFERRED {
+                // Behind a catch-up (late on purpose, not slow): sent once it ends.
+                tracing::debug!(task_id = %self.task.task_id, scheduled_ms = slot, in_flight = f.slot, "fire waits for the catch-up in flight");
+                self.deferred.push_back(slot);
+            } else {
+                tracing::warn!(task_id = %self.task.task_id, scheduled_ms = slot, in_flight = f.slot, "fire skipped: previous execution still in flight");
+                metrics::fire("skipped_overlap");
+                self.deps
+                    .persistence
+                    .push(Write::Log(Box::new(task_logs::Model {
+                        log_id: Uuid::now_v7().to_string(),
+                        user_id: self.task.spec.user_id,
+                        task_id: self.task.task_id.to_string(),
+                        scheduled_time: slot,
+                        attempt: 0,
+                        http_status: None,
+                        error: Some("skipped: previous execution still in flight".into()),
+                        duration_ms: 0,
+                        response_body: None,
+                        created_at: now_ms(),
+                    })));
+            }
             if let Some(n) = next {
                 self.register(n, ctx);
             }
             return;
         }
+        let catch_up = slot <= self.late_until;
+        self.execute(slot, catch_up, ctx);
+        if let Some(n) = next {
+            self.register(n, ctx);
+        }
+    }
+
+    /// Starts the execution of `slot` (nothing else is in flight).
+    fn execute(&mut self, slot: i64, catch_up: bool, ctx: &mut Context<Self>) {
         if self.task.status == TaskStatus::Pending {
             self.task.status = TaskStatus::Running;
             self.deps.persistence.push(Write::SetStatus {
@@ -607,6 +727,7 @@ impl TaskActor {
             cancel: CancellationToken::new(),
             sending: false,
             throttled: false,
+            catch_up,
         });
         match self.deps.cluster.clone() {
             None => self.send_attempt(ctx),
@@ -624,9 +745,6 @@ impl TaskActor {
                         .map(move |taken, act, ctx| act.guarded(slot, taken, ctx)),
                 );
             }
-        }
-        if let Some(n) = next {
-            self.register(n, ctx);
         }
     }
 }
@@ -659,6 +777,7 @@ impl TaskActor {
                 metrics::fire("guard_taken");
                 self.in_flight = None;
                 self.settle();
+                self.next_deferred(ctx);
             }
             Err(e) => {
                 // Redis is a second line of defence: the slot is not missed for its sake.
@@ -683,6 +802,7 @@ impl Handler<Redefine> for TaskActor {
         self.task.spec = new.spec;
         self.task.schedule = new.schedule;
         if msg.reschedule {
+            self.deferred.clear();
             self.task.next_run_time = new.next_run_time;
             match new.next_run_time {
                 Some(at) => self.register(at, ctx),
@@ -799,5 +919,28 @@ fn unavailable(why: String) -> Outcome {
         sent_at_ms: now_ms(),
         duration_ms: 0,
         result: Err(ExecError::Unavailable(why)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_of_catch_ups_is_spread_out_and_none_waits_longer_than_the_limit() {
+        let pacer = CatchUpPacer::default();
+        let start = std::time::Instant::now();
+        let waits: Vec<Duration> = (0..1000).map(|_| pacer.turn()).collect();
+        let took = start.elapsed();
+        // One turn per spacing from now on (less the time the calls took)...
+        assert!(waits[0] < Duration::from_millis(5), "{:?}", waits[0]);
+        assert!(
+            waits[100] + took >= CATCH_UP_SPACING * 99,
+            "{:?}",
+            waits[100]
+        );
+        // ...and past the limit they go at the latest allowed moment.
+        assert!(waits.iter().all(|w| *w <= CATCH_UP_MAX_DELAY));
+        assert_eq!(waits[999], CATCH_UP_MAX_DELAY);
     }
 }

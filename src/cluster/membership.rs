@@ -288,6 +288,20 @@ fn acls() -> zk::Acls<'static> {
     zk::Acls::anyone_all()
 }
 
+/// How often a node cut off from ZooKeeper tries to reach it again. The client's own
+/// reconnection backs off exponentially (100 ms, 200 ms, 400 ms, … after the first try): after
+/// an outage of 2 s it would try again only about 3 s after the disconnection, past the lease.
+const RECONNECT_EVERY: Duration = Duration::from_millis(100);
+
+/// A client for `s`. Detached: dropping it never closes the session, since the session may
+/// live on in a newer connection (see [`reconnect`]); [`close_session`] closes it.
+fn connector(s: &MembershipSettings) -> zk::Connector {
+    zk::Client::connector()
+        .with_session_timeout(s.session_timeout)
+        .with_connection_timeout(s.session_timeout / 3)
+        .with_detached()
+}
+
 /// Connects, joins, watches, rejoins after a lost session; on `leave`, deletes the znode and
 /// keeps the session (so the lease stays valid while the partitions are handed over) until
 /// `close`.
@@ -309,10 +323,7 @@ async fn session_loop(
             }
             return;
         }
-        let connect = zk::Client::connector()
-            .with_session_timeout(s.session_timeout)
-            .with_connection_timeout(s.session_timeout / 3)
-            .connect(&s.connect);
+        let connect = connector(&s).connect(&s.connect);
         let client = tokio::select! {
             r = connect => match r {
                 Ok(c) => c,
@@ -359,19 +370,25 @@ async fn session_loop(
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot join the cluster in ZooKeeper; retrying");
+                close_session(&s, client).await;
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
         };
         lease.extend(sent, validity);
         tracing::info!(node_id = %s.node_id, znode = %my_path, session_timeout_ms = timeout.as_millis() as u64, "joined the cluster");
+        // The session's current connection: replaced by `reconnect` when it is lost.
+        let (current, clients) = tokio::sync::watch::channel(client);
+        let lost = CancellationToken::new();
         let renewer = actix_rt::spawn(renew(
-            client.clone(),
+            clients.clone(),
             s.root.clone(),
             lease.clone(),
             timeout,
         ));
-        let ended = watch_members(&client, &members_path, &me, &leave).await;
+        let reconnector = actix_rt::spawn(reconnect(s.clone(), current, lost.clone()));
+        let ended = watch_members(clients.clone(), &members_path, &me, &leave, &lost).await;
+        let client = clients.borrow().clone();
         match ended {
             Ended::Leave => {
                 if let Err(e) = client.delete(&my_path, None).await {
@@ -383,69 +400,190 @@ async fn session_loop(
                 }
                 close.cancelled().await;
                 renewer.abort();
-                drop(client);
+                reconnector.abort();
+                drop(clients);
+                close_session(&s, client).await;
                 return;
             }
             Ended::Lost => {
                 renewer.abort();
+                reconnector.abort();
                 lease.revoke();
                 metrics::sent(ActorKind::Membership);
                 me.do_send(SessionLost);
-                drop(client);
             }
         }
     }
 }
 
-/// Extends the lease after every answered request, a sixth of the session timeout apart.
-async fn renew(client: zk::Client, root: String, lease: Arc<Lease>, timeout: Duration) {
-    let every = (timeout / 6).max(Duration::from_millis(100));
+/// Closes the session of `client` (its clients are detached, so dropping them does not): a
+/// client that is not detached takes the session over and, dropped, closes it.
+async fn close_session(s: &MembershipSettings, client: zk::Client) {
+    let session = client.session().clone();
+    drop(client);
+    let closer = zk::Client::connector()
+        .with_session(session)
+        .with_session_timeout(s.session_timeout)
+        .with_fail_eagerly()
+        .connect(&s.connect);
+    if let Ok(Ok(closer)) = tokio::time::timeout(Duration::from_secs(1), closer).await {
+        drop(closer);
+    }
+}
+
+/// Keeps the session connected: when its connection is lost, starts an attempt to open a new
+/// one for the same session every [`RECONNECT_EVERY`] (each given a third of the session
+/// timeout, so that one stuck on a server still starting does not hold the next back); the
+/// first to succeed takes the session over, unless the client reconnects by itself first.
+/// Cancels `lost` when ZooKeeper says the session expired.
+async fn reconnect(
+    s: MembershipSettings,
+    current: tokio::sync::watch::Sender<zk::Client>,
+    lost: CancellationToken,
+) {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    /// Attempts under way at most.
+    const MAX_ATTEMPTS: usize = 16;
+    loop {
+        let client = current.borrow().clone();
+        let mut state = client.state_watcher();
+        // Until this connection is lost.
+        loop {
+            match state.state() {
+                zk::SessionState::Disconnected => break,
+                st if st.is_terminated() => return,
+                _ => {
+                    state.changed().await;
+                }
+            }
+        }
+        let session = client.session().clone();
+        let since = Instant::now();
+        let mut attempts = FuturesUnordered::new();
+        let mut tick = tokio::time::interval(RECONNECT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The client tries at once by itself: the first attempt here comes one period later.
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    match state.peek_state() {
+                        zk::SessionState::Disconnected => {}
+                        st if st.is_terminated() => return,
+                        // The client made it by itself.
+                        _ => break,
+                    }
+                    if attempts.len() < MAX_ATTEMPTS {
+                        let attempt = connector(&s)
+                            .with_session(session.clone())
+                            .with_fail_eagerly()
+                            .connect(&s.connect);
+                        attempts.push(tokio::time::timeout(s.session_timeout / 3, attempt));
+                    }
+                }
+                Some(done) = attempts.next(), if !attempts.is_empty() => match done {
+                    Ok(Ok(new)) => {
+                        tracing::info!(
+                            ms = since.elapsed().as_millis() as u64,
+                            "reconnected to ZooKeeper"
+                        );
+                        // The old client is dropped with its last handle; detached, it
+                        // closes nothing.
+                        current.send_replace(new);
+                        break;
+                    }
+                    Ok(Err(zk::Error::SessionExpired)) => {
+                        lost.cancel();
+                        return;
+                    }
+                    _ => {}
+                },
+            }
+        }
+    }
+}
+
+/// Extends the lease with every answered request. A request is sent every fortieth of the
+/// session timeout whether or not the ones before were answered, each on the session's
+/// current connection, so that whatever the order in which answers come, the first answer to
+/// a request sent after ZooKeeper is back renews the lease.
+async fn renew(
+    clients: tokio::sync::watch::Receiver<zk::Client>,
+    root: String,
+    lease: Arc<Lease>,
+    timeout: Duration,
+) {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    /// Requests waiting for an answer at most (one session timeout's worth).
+    const MAX_OUTSTANDING: usize = 64;
+    let every = (timeout / 40).max(Duration::from_millis(50));
     let validity = timeout * 2 / 3;
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut asks = FuturesUnordered::new();
     let mut lapsed = false;
     loop {
-        let sent = Instant::now();
-        if !lapsed && !lease.valid() {
-            lapsed = true;
-            tracing::warn!("cluster lease lapsed: ZooKeeper has not answered for two thirds of the session timeout; this node holds its fires until it does");
-        }
-        let pause = match tokio::time::timeout(timeout, client.check_stat(&root)).await {
-            Ok(Ok(_)) => {
-                lease.extend(sent, validity);
-                if lapsed {
-                    lapsed = false;
-                    tracing::info!("cluster lease renewed: firing resumes (one catch-up fire per task held back)");
+        tokio::select! {
+            _ = tick.tick() => {
+                if !lapsed {
+                    if let Some(ago) = lease.lapsed_for() {
+                        lapsed = true;
+                        tracing::warn!(lapsed_ms_ago = ago.as_millis() as u64, "cluster lease lapsed: ZooKeeper has not answered for two thirds of the session timeout; this node holds its fires until it does");
+                    }
                 }
-                every.saturating_sub(sent.elapsed())
+                if asks.len() < MAX_OUTSTANDING {
+                    let client = clients.borrow().clone();
+                    let root = root.clone();
+                    let sent = Instant::now();
+                    asks.push(async move {
+                        let r = tokio::time::timeout(timeout, client.check_stat(&root)).await;
+                        (sent, matches!(r, Ok(Ok(_))))
+                    });
+                }
             }
-            // Disconnected: try again soon, so firing resumes as soon as ZooKeeper answers.
-            _ => Duration::from_millis(50),
-        };
-        tokio::time::sleep(pause).await;
+            Some((sent, answered)) = asks.next(), if !asks.is_empty() => {
+                if !answered {
+                    continue;
+                }
+                if let Some(lapsed_for) = lease.extend(sent, validity) {
+                    tracing::info!(fenced_ms = lapsed_for.as_millis() as u64, "cluster lease renewed: firing resumes, every fire held back is sent");
+                }
+                lapsed = false;
+            }
+        }
     }
 }
 
-/// Reads the member list and watches it until the session is lost or the node leaves.
+/// Reads the member list and watches it until the session is lost or the node leaves,
+/// starting again on the session's new connection whenever it changes.
 async fn watch_members(
-    client: &zk::Client,
+    mut clients: tokio::sync::watch::Receiver<zk::Client>,
     members_path: &str,
     me: &Addr<Membership>,
     leave: &CancellationToken,
+    lost: &CancellationToken,
 ) -> Ended {
+    let mut client = clients.borrow_and_update().clone();
     let mut state = client.state_watcher();
     loop {
-        if matches!(
-            state.peek_state(),
-            zk::SessionState::Expired | zk::SessionState::Closed | zk::SessionState::AuthFailed
-        ) {
+        if lost.is_cancelled() || state.peek_state().is_terminated() {
             return Ended::Lost;
         }
         let listed = tokio::select! {
-            r = client.get_and_watch_children(members_path) => r,
+            biased;
             _ = leave.cancelled() => return Ended::Leave,
+            Ok(()) = clients.changed() => None,
+            r = client.get_and_watch_children(members_path) => Some(r),
+        };
+        let Some(listed) = listed else {
+            // A new connection for the session: list and watch again through it.
+            client = clients.borrow_and_update().clone();
+            state = client.state_watcher();
+            continue;
         };
         let watcher = match listed {
             Ok((children, _, watcher)) => {
-                match read_members(client, members_path, children).await {
+                match read_members(&client, members_path, children).await {
                     Ok(members) => {
                         metrics::sent(ActorKind::Membership);
                         me.do_send(MembersChanged(members));
@@ -462,30 +600,46 @@ async fn watch_members(
             Err(zk::Error::SessionExpired) => return Ended::Lost,
             Err(e) => {
                 tracing::warn!(error = %e, "watching the member list failed; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                    _ = state.changed() => {}
+                let swapped = tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => false,
+                    _ = state.changed() => false,
+                    Ok(()) = clients.changed() => true,
                     _ = leave.cancelled() => return Ended::Leave,
+                    _ = lost.cancelled() => return Ended::Lost,
+                };
+                if swapped {
+                    client = clients.borrow_and_update().clone();
+                    state = client.state_watcher();
                 }
                 continue;
             }
         };
-        tokio::select! {
+        let swapped = tokio::select! {
+            biased;
+            _ = leave.cancelled() => return Ended::Leave,
+            _ = lost.cancelled() => return Ended::Lost,
+            Ok(()) = clients.changed() => true,
             ev = watcher.changed() => {
-                if matches!(ev.session_state, zk::SessionState::Expired | zk::SessionState::Closed | zk::SessionState::AuthFailed) {
+                if ev.session_state.is_terminated() {
                     return Ended::Lost;
                 }
+                false
             }
             st = state.changed() => {
                 match st {
-                    zk::SessionState::Expired | zk::SessionState::Closed | zk::SessionState::AuthFailed => return Ended::Lost,
+                    st if st.is_terminated() => return Ended::Lost,
                     zk::SessionState::Disconnected => {
                         tracing::warn!("ZooKeeper connection lost; firing continues while the lease lasts");
                     }
                     _ => {}
                 }
+                false
             }
-            _ = leave.cancelled() => return Ended::Leave,
+        };
+        if swapped {
+            // A new connection for the session: list and watch again through it.
+            client = clients.borrow_and_update().clone();
+            state = client.state_watcher();
         }
     }
 }

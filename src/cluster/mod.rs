@@ -154,11 +154,28 @@ impl Lease {
         }
     }
 
+    fn now_ms(&self) -> u64 {
+        self.base.elapsed().as_millis() as u64
+    }
+
     /// ZooKeeper answered a request sent at `sent`: firing is allowed until `sent + validity`.
-    pub fn extend(&self, sent: Instant, validity: Duration) {
-        let until = sent.saturating_duration_since(self.base) + validity;
-        self.until_ms
-            .fetch_max(until.as_millis() as u64, Ordering::AcqRel);
+    /// Answers arrive in any order; each extends the lease as far as its own send time allows.
+    /// When this answer brings a lapsed lease back, returns how long it had lapsed.
+    pub fn extend(&self, sent: Instant, validity: Duration) -> Option<Duration> {
+        let until = (sent.saturating_duration_since(self.base) + validity).as_millis() as u64;
+        let now = self.now_ms();
+        let before = self.until_ms.fetch_max(until, Ordering::AcqRel);
+        // `before == 0`: never valid yet, or revoked (a join is not a renewal).
+        (before != 0 && before != u64::MAX && before <= now && until > now)
+            .then(|| Duration::from_millis(now - before))
+    }
+
+    /// How long ago the lease lapsed, if it has (not when it was never valid or revoked).
+    pub fn lapsed_for(&self) -> Option<Duration> {
+        let until = self.until_ms.load(Ordering::Acquire);
+        let now = self.now_ms();
+        (until != 0 && until != u64::MAX && until <= now)
+            .then(|| Duration::from_millis(now - until))
     }
 
     /// The session was lost: nothing may fire until the node joined again, and nothing
@@ -175,7 +192,7 @@ impl Lease {
 
     pub fn valid(&self) -> bool {
         let until = self.until_ms.load(Ordering::Acquire);
-        until == u64::MAX || (self.base.elapsed().as_millis() as u64) < until
+        until == u64::MAX || self.now_ms() < until
     }
 
     /// Valid, and still the session `session` was taken in.
@@ -256,6 +273,36 @@ mod tests {
         lease.extend(lease.base, Duration::from_millis(10));
         assert!(!lease.valid());
         assert!(Lease::unlimited().valid());
+    }
+
+    #[test]
+    fn a_lapsed_lease_is_renewed_by_any_later_answer_in_any_order() {
+        let lease = Lease::new();
+        let validity = Duration::from_millis(40);
+        let first = Instant::now();
+        assert_eq!(
+            lease.extend(first, validity),
+            None,
+            "a join is not a renewal"
+        );
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!lease.valid());
+        assert!(lease
+            .lapsed_for()
+            .is_some_and(|d| d >= Duration::from_millis(15)));
+        // The answer to a request sent before the lapse arrives late: it renews nothing.
+        let sent_before = first + Duration::from_millis(5);
+        let fresh = Instant::now();
+        assert_eq!(lease.extend(sent_before, validity), None);
+        assert!(!lease.valid());
+        // The next answer, to a request sent after the lapse, renews it and says for how long
+        // it had lapsed; a slower answer to an older request arriving after it changes nothing.
+        let lapsed = lease.extend(fresh, validity).expect("renewed");
+        assert!(lapsed >= Duration::from_millis(15), "{lapsed:?}");
+        assert!(lease.valid());
+        assert_eq!(lease.extend(sent_before, validity), None);
+        assert!(lease.valid());
+        assert_eq!(lease.lapsed_for(), None);
     }
 
     #[test]

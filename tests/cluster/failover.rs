@@ -1,12 +1,14 @@
 //! 2, 3, 5. One node of three leaves: killed (kill -9), terminated (SIGTERM, a hand-over), or
-//! frozen (SIGSTOP past the session timeout, then SIGCONT).
+//! frozen (SIGSTOP past the session timeout, then SIGCONT). A take-over costs the dead node's
+//! tasks only the slots that fell inside its session timeout, and the survivors' own tasks
+//! keep their lateness while the taken-over ones catch up.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::analysis::{check_logs, settle};
+use crate::analysis::{check_logs, settle, Slot};
 use crate::cluster::{Cluster, Config, Ownership, TaskInfo};
 use crate::procs::{now_ms, pause, sleep_until_ms, stamp};
 use crate::sink::Delivery;
@@ -197,6 +199,125 @@ async fn kill_9_the_dead_nodes_tasks_resume_on_the_others() {
     .await
     .assert_consistent("kill9");
 }
+
+/// Slots of the dead node's tasks due up to this long (ms) after its session timeout may be
+/// lost: the server expires a session on its next tick (500 ms in the test's ZooKeeper).
+const EXPIRY_TICK_MS: i64 = 500;
+
+#[actix_web::test]
+async fn kill_9_costs_only_the_slots_inside_the_session_timeout_and_not_the_survivors_p99() {
+    let (mut c, before) = Cluster::loaded(Config::default()).await;
+    let session = c.cfg.session_timeout_ms;
+    let (victim_tasks, other_tasks) = split(&before, &c.tasks, VICTIM);
+    eprintln!("[take-over] {VICTIM} owns {} tasks", victim_tasks.len());
+    // A baseline of the survivors' own lateness, in this run, before anything happens.
+    let base_from = now_ms() + 500;
+    let base_to = base_from + 5000;
+    sleep_until_ms(base_to + 100).await;
+
+    let kill_at = c.node_mut(VICTIM).kill9();
+    eprintln!("[take-over] {VICTIM} killed at {}", stamp(kill_at));
+    let delays = wait_taken_over(
+        &c,
+        &victim_tasks,
+        VICTIM,
+        kill_at,
+        Duration::from_millis((session + 20_000) as u64),
+    )
+    .await;
+    let (first, last) = (kill_at + delays[0], kill_at + delays[delays.len() - 1]);
+    eprintln!(
+        "[take-over] the dead node's tasks resumed on the others: {}",
+        describe_delays(&delays)
+    );
+    let survivors = c.live_names();
+    let after = c.wait_settled(&survivors, Duration::from_secs(20)).await;
+    assert_only_victims_partitions_moved(&before, &after, VICTIM);
+
+    let to = last.max(now_ms()) + 5000;
+    settle(to).await;
+    let d = c.observe();
+
+    // The dead node's tasks: nothing lost but slots inside the session timeout (and a slot
+    // in flight at the kill), nothing sent twice but a slot in flight at the kill.
+    let victims: Vec<&TaskInfo> = victim_tasks.iter().collect();
+    let r = c
+        .analyse(
+            "take-over: dead node's tasks",
+            &d,
+            &victims,
+            kill_at - 3000,
+            to,
+        )
+        .await;
+    let lost_until = kill_at + session + EXPIRY_TICK_MS;
+    let (inside, beyond): (Vec<&Slot>, Vec<&Slot>) = r
+        .missed
+        .iter()
+        .chain(&r.skipped)
+        .partition(|m| m.1 >= kill_at - 1500 && m.1 <= lost_until);
+    eprintln!(
+        "[take-over] dead node's tasks: {} slots lost inside the session timeout, {} after it \
+         ({} of them skipped behind a catch-up)",
+        inside.len(),
+        beyond.len(),
+        r.skipped.iter().filter(|m| m.1 > lost_until).count()
+    );
+    assert!(
+        beyond.is_empty(),
+        "slots of taken-over tasks lost outside the session timeout (kill at {kill_at}, lost \
+         allowed up to {lost_until}), e.g. {:?}: {}",
+        &beyond[..beyond.len().min(5)],
+        r.summary()
+    );
+    let in_flight = |slot: i64| slot >= kill_at - 1500 && slot <= kill_at;
+    let bad: Vec<_> = r.duplicates.iter().filter(|x| !in_flight(x.1)).collect();
+    assert!(
+        bad.is_empty(),
+        "duplicates of slots not in flight at the kill: {bad:?}"
+    );
+    r.assert_on_grid();
+
+    // The survivors' own tasks: nothing lost, and their lateness while the taken-over tasks
+    // catch up stays near what it was before the kill.
+    let others: Vec<&TaskInfo> = other_tasks.iter().collect();
+    let base = c
+        .analyse(
+            "take-over: survivors' tasks before",
+            &d,
+            &others,
+            base_from,
+            base_to,
+        )
+        .await;
+    base.assert_clean();
+    let during = c
+        .analyse(
+            "take-over: survivors' tasks during the catch-up",
+            &d,
+            &others,
+            first - 500,
+            last + 1500,
+        )
+        .await;
+    during.assert_clean();
+    let allowed = (base.lateness.1 * 3).max(base.lateness.1 + CATCH_UP_P99_SLACK_MS);
+    eprintln!(
+        "[take-over] survivors' lateness p99: {} ms before, {} ms during the catch-up (allowed \
+         {allowed} ms)",
+        base.lateness.1, during.lateness.1
+    );
+    assert!(
+        during.lateness.1 <= allowed,
+        "the catch-up of the taken-over tasks made the survivors' own fires late: p99 {} ms \
+         during it, {} ms before the kill",
+        during.lateness.1,
+        base.lateness.1
+    );
+}
+
+/// How much the survivors' lateness p99 may grow during a catch-up, at least (ms).
+const CATCH_UP_P99_SLACK_MS: i64 = 50;
 
 #[actix_web::test]
 async fn sigterm_hands_over_without_a_missed_or_duplicate_slot() {

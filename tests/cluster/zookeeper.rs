@@ -19,12 +19,14 @@ pub struct ZooKeeper {
     child: Option<ChildGuard>,
     log: Buf,
     pub port: u16,
+    /// How long the last start took, from spawning the JVM to serving (ms).
+    pub last_start_ms: i64,
     config: PathBuf,
     _dir: TempDir,
 }
 
 impl ZooKeeper {
-    /// Starts a standalone server and waits until it answers `ruok` with `imok`. Panics with a
+    /// Starts a standalone server and waits until it serves requests (see [`Self::serving`]). Panics with a
     /// clear message when Java or the ZooKeeper jar is missing.
     pub async fn start() -> ZooKeeper {
         let java = Command::new("java")
@@ -68,6 +70,7 @@ impl ZooKeeper {
             child: None,
             log: Buf::default(),
             port,
+            last_start_ms: 0,
             config,
             _dir: dir,
         };
@@ -102,18 +105,19 @@ impl ZooKeeper {
         self.child = Some(child);
         let start = Instant::now();
         loop {
-            if self.ruok() {
+            if self.serving() {
+                self.last_start_ms = start.elapsed().as_millis() as i64;
                 return;
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.exited()) {
                 panic!(
-                    "ZooKeeper exited ({status}) before answering ruok; its output:\n{}",
+                    "ZooKeeper exited ({status}) before serving; its output:\n{}",
                     self.log.lock().unwrap()
                 );
             }
             assert!(
                 start.elapsed() < START_WAIT,
-                "ZooKeeper on port {} never answered `ruok` with `imok`; its output:\n{}",
+                "ZooKeeper on port {} never served requests; its output:\n{}",
                 self.port,
                 self.log.lock().unwrap()
             );
@@ -121,19 +125,26 @@ impl ZooKeeper {
         }
     }
 
-    /// The four-letter `ruok` command answered with `imok`.
-    pub fn ruok(&self) -> bool {
+    /// The server serves requests: `srvr` shows its version. (It answers `ruok` with `imok`
+    /// as soon as it runs, a second or more before it accepts sessions again after a restart
+    /// on a loaded machine; until then `srvr` says it is "not currently serving requests".)
+    pub fn serving(&self) -> bool {
+        self.four_letter(b"srvr").starts_with("Zookeeper version")
+    }
+
+    /// A four-letter command's answer (empty when the server does not answer).
+    fn four_letter(&self, command: &[u8]) -> String {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-            return false;
+            return String::new();
         };
         let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-        if s.write_all(b"ruok").is_err() {
-            return false;
+        if s.write_all(command).is_err() {
+            return String::new();
         }
         let mut answer = String::new();
         let _ = s.read_to_string(&mut answer);
-        answer == "imok"
+        answer
     }
 
     /// kill -9 (no clean shutdown); the data directory stays.
@@ -144,10 +155,22 @@ impl ZooKeeper {
     }
 
     /// Kills the server and starts it again on the same port and data directory (sessions
-    /// survive); returns (kill time, time it answered `imok` again) in epoch ms.
+    /// survive); returns (kill time, time it served again) in epoch ms.
     pub async fn restart(&mut self) -> (i64, i64) {
         let killed = now_ms();
         self.kill();
+        self.spawn().await;
+        (killed, now_ms())
+    }
+
+    /// Kills the server and starts it again so that it answers about `outage_ms` after the
+    /// kill: the new JVM is spawned as long before that as the last start took. Returns (kill
+    /// time, time it served again) in epoch ms; the outage is longer when this start
+    /// is slower than the last.
+    pub async fn restart_after(&mut self, outage_ms: i64) -> (i64, i64) {
+        let killed = now_ms();
+        self.kill();
+        crate::procs::sleep_until_ms(killed + outage_ms - self.last_start_ms).await;
         self.spawn().await;
         (killed, now_ms())
     }
