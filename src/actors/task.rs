@@ -27,6 +27,11 @@ use ratelimit::TryWaitError;
 
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 
+/// The longest a 429/503 `Retry-After` makes a retry wait (one hour). A server may ask for
+/// more; the retry then comes after this (the execution in flight blocks the task's next fires
+/// meanwhile, so an unbounded wait would stall the task for good).
+pub const MAX_RETRY_AFTER_MS: u64 = 60 * 60 * 1000;
+
 /// Tells the registry that a task reached a final state and its actor can go.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -380,8 +385,11 @@ impl TaskActor {
             let mut delay = backoff_delay_ms(self.backoff_ms(), attempt, rand::random::<f64>());
             if let Ok(r) = &outcome.result {
                 if matches!(r.status, 429 | 503) {
-                    if let Some(ra) = r.retry_after_ms {
-                        delay = delay.max(ra);
+                    if let Some(asked) = r.retry_after_ms {
+                        if asked > MAX_RETRY_AFTER_MS {
+                            tracing::warn!(%task_id, scheduled_ms = slot, attempt, retry_after_ms = asked, waiting_ms = MAX_RETRY_AFTER_MS, "Retry-After capped");
+                        }
+                        delay = delay.max(asked.min(MAX_RETRY_AFTER_MS));
                     }
                 }
             }
