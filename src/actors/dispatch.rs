@@ -6,6 +6,9 @@
 //! holds the workers and a token bucket per destination `host:port` (a call over
 //! the limit waits for its token in its task actor; it is never dropped). Every call can be
 //! aborted through its cancellation token, which drops the connection.
+//!
+//! Responses are read as sent: no compression is asked for or decoded, and no more than
+//! `http.max_response_bytes` is read, so a small answer cannot become a large one in memory.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -88,9 +91,10 @@ pub struct Outcome {
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
-    /// The response body as text, cut at `http.max_response_bytes`.
+    /// The response body as text, cut at `http.max_response_bytes` (bytes of text: bytes
+    /// that are not UTF-8 are replaced, and the text is cut again after that).
     pub body: String,
-    /// A 429/503 `Retry-After` in seconds, as milliseconds.
+    /// A 429/503 `Retry-After` in seconds, as milliseconds, as the server asked (uncapped).
     pub retry_after_ms: Option<u64>,
 }
 
@@ -216,12 +220,21 @@ async fn send(
         .prepared
         .as_ref()
         .map_err(|e| ExecError::Request(e.clone()))?;
-    let mut req = client.request(p.method.clone(), p.uri.clone());
+    // Read as sent: awc would otherwise ask for br/gzip/deflate/zstd and inflate a small
+    // compressed answer in full before a byte of it reaches the size limit below.
+    let mut req = client
+        .request(p.method.clone(), p.uri.clone())
+        .no_decompress();
     {
         let headers = req.headers_mut();
         for (name, value) in &p.headers {
             headers.insert(name.clone(), value.clone());
         }
+        // After the task's own headers: nothing is decoded, so nothing else is asked for.
+        headers.insert(
+            awc::http::header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
         // Made per call rather than kept per task: an idle task's size matters more.
         let mut id = String::with_capacity(56);
         let _ = write!(id, "{}", r.task_id);
@@ -275,9 +288,23 @@ async fn send(
     }
     Ok(Reply {
         status,
-        body: String::from_utf8_lossy(&body).into_owned(),
+        body: text_within(&body, max_body),
         retry_after_ms,
     })
+}
+
+/// `bytes` as text of at most `max` bytes: bytes that are not UTF-8 become U+FFFD (three
+/// bytes each), so the text is cut again, at a character boundary.
+fn text_within(bytes: &[u8], max: usize) -> String {
+    let mut text = String::from_utf8_lossy(bytes).into_owned();
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
 }
 
 /// Where calls go: the HTTP workers, each on its own arbiter, and a token bucket per
@@ -380,6 +407,16 @@ mod tests {
 
     fn url(host: usize) -> Url {
         Url::parse(&format!("http://h{host}.example:8080/x")).expect("url")
+    }
+
+    #[test]
+    fn logged_text_stays_within_the_byte_limit_when_bytes_are_not_utf8() {
+        // Each invalid byte becomes U+FFFD, three bytes of text.
+        let text = text_within(&[0xff; 100], 100);
+        assert!(text.len() <= 100, "{}", text.len());
+        assert_eq!(text.chars().count(), 33);
+        assert_eq!(text_within("héllo".as_bytes(), 2), "h");
+        assert_eq!(text_within(b"plain", 64), "plain");
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod cluster_view;
 mod lifecycle;
 mod metrics;
 mod openapi;
+mod outbound;
 mod quartz;
 mod recovery;
 mod shutdown;
