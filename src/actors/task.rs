@@ -115,6 +115,9 @@ fn outbound(task: &mut ActiveTask, dispatcher: &Dispatcher) -> Arc<OutboundReque
             .map(|b| Bytes::from(b.to_string())),
         limiter: dispatcher.limiter(&spec.http_endpoint),
         prepared: Prepared::new(&spec.http_endpoint, spec.method, &headers),
+        // Checked by the worker, off this arbiter: its cost is the user's to choose.
+        response_match: (!spec.stop_condition.matches.is_empty())
+            .then(|| Arc::new(spec.stop_condition.clone())),
     })
 }
 
@@ -351,12 +354,10 @@ impl TaskActor {
             self.in_flight = None;
             self.task.execution_count += 1;
             self.task.consecutive_failures = 0;
-            let body = match &outcome.result {
-                Ok(r) => r.body.as_str(),
-                Err(_) => "",
-            };
+            // Evaluated by the worker, off this arbiter.
+            let matched = matches!(&outcome.result, Ok(r) if r.stop_matched);
             let stop = &self.task.spec.stop_condition;
-            let done = stop.response_matches(body)
+            let done = matched
                 || stop
                     .max_cnt
                     .is_some_and(|m| self.task.execution_count >= m as i64)

@@ -10,6 +10,7 @@ mod sink;
 
 mod cli;
 mod cluster_view;
+mod isolation;
 mod lifecycle;
 mod metrics;
 mod openapi;
