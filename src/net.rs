@@ -32,11 +32,13 @@ pub enum OutboundError {
     NoHost,
     #[error("http_endpoint: cannot resolve {0}")]
     Resolve(String),
+    /// The address is not told: which internal address a name resolves to is for the
+    /// operator to know, not for whoever typed the URL.
     #[error(
-        "http_endpoint: {host} resolves to {addr}, a private/loopback/link-local address; \
-         refused (set http.allow_private_targets = true to allow)"
+        "http_endpoint: the destination {host} is not allowed: private, loopback, link-local \
+         and reserved addresses are refused (set http.allow_private_targets = true to allow)"
     )]
-    Forbidden { host: String, addr: IpAddr },
+    Forbidden { host: String },
     #[error("http_endpoint: {0} resolves to no address")]
     NoAddress(String),
 }
@@ -131,13 +133,10 @@ pub async fn check_url(url: &url::Url, allow_private: bool) -> Result<(), Outbou
     if addrs.is_empty() {
         return Err(OutboundError::NoAddress(host.to_owned()));
     }
-    if !allow_private {
-        if let Some(bad) = addrs.iter().find(|a| is_forbidden(a.ip())) {
-            return Err(OutboundError::Forbidden {
-                host: host.to_owned(),
-                addr: bad.ip(),
-            });
-        }
+    if addrs.iter().any(|a| is_forbidden(a.ip())) {
+        return Err(OutboundError::Forbidden {
+            host: host.to_owned(),
+        });
     }
     Ok(())
 }
@@ -188,25 +187,17 @@ impl GuardedResolver {
         host: &str,
         addrs: Vec<SocketAddr>,
     ) -> Result<Vec<SocketAddr>, OutboundError> {
-        let first_refused = if self.allow_private {
-            None
-        } else {
-            addrs
-                .iter()
-                .map(SocketAddr::ip)
-                .find(|ip| is_forbidden(*ip))
-        };
+        let any = !addrs.is_empty();
         let kept: Vec<SocketAddr> = addrs
             .into_iter()
             .filter(|a| self.allow_private || !is_forbidden(a.ip()))
             .collect();
-        match (kept.is_empty(), first_refused) {
+        match (kept.is_empty(), any) {
             (false, _) => Ok(kept),
-            (true, Some(addr)) => Err(OutboundError::Forbidden {
+            (true, true) => Err(OutboundError::Forbidden {
                 host: host.to_owned(),
-                addr,
             }),
-            (true, None) => Err(OutboundError::NoAddress(host.to_owned())),
+            (true, false) => Err(OutboundError::NoAddress(host.to_owned())),
         }
     }
 }
@@ -420,6 +411,27 @@ mod tests {
             check_url(&url(s), true)
                 .await
                 .unwrap_or_else(|e| panic!("{s} refused although allowed: {e}"));
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_refusal_says_the_destination_is_not_allowed_without_its_address() {
+        let (port, _seen) = local_server().await;
+        let create_time = check_url(&url("http://localhost/"), false)
+            .await
+            .unwrap_err()
+            .to_string();
+        let connect_time = client(false)
+            .get(format!("http://localhost:{port}/"))
+            .send()
+            .await
+            .unwrap_err()
+            .to_string();
+        for msg in [create_time, connect_time] {
+            assert!(msg.contains("localhost is not allowed"), "{msg}");
+            for addr in ["127.0.0.1", "::1", "127.", "resolves to"] {
+                assert!(!msg.contains(addr), "{addr} told in: {msg}");
+            }
         }
     }
 

@@ -6,10 +6,17 @@
 //! holds the workers and a token bucket per destination `host:port` (a call over
 //! the limit waits for its token in its task actor; it is never dropped). Every call can be
 //! aborted through its cancellation token, which drops the connection.
+//!
+//! Responses are read as sent: no compression is asked for or decoded, and no more than
+//! `http.max_response_bytes` is read, so a small answer cannot become a large one in memory.
+//! A task's response match (a JSON parse and a search whose cost its user chooses) is
+//! evaluated on a thread of its own, never on the arbiters that fire and send tasks; its
+//! verdict travels back in the [`Outcome`].
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::panic::AssertUnwindSafe;
+use std::sync::{mpsc, Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -21,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 use uuid::Uuid;
 
-use crate::domain::Method;
+use crate::domain::{Method, StopCondition};
 use crate::metrics::{self, ActorKind};
 use crate::time::now_ms;
 
@@ -35,6 +42,9 @@ pub struct OutboundRequest {
     pub limiter: Option<Arc<Ratelimiter>>,
     /// What is sent, parsed once; the error if it cannot be sent.
     pub prepared: Result<Prepared, String>,
+    /// The task's stop condition when it has response-match keys: each 2xx reply is checked
+    /// against it before the outcome goes back to the task.
+    pub response_match: Option<Arc<StopCondition>>,
 }
 
 /// The parts of a request that are the same on every call, parsed once per task.
@@ -88,10 +98,13 @@ pub struct Outcome {
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
-    /// The response body as text, cut at `http.max_response_bytes`.
+    /// The response body as text, cut at `http.max_response_bytes` (bytes of text: bytes
+    /// that are not UTF-8 are replaced, and the text is cut again after that).
     pub body: String,
-    /// A 429/503 `Retry-After` in seconds, as milliseconds.
+    /// A 429/503 `Retry-After` in seconds, as milliseconds, as the server asked (uncapped).
     pub retry_after_ms: Option<u64>,
+    /// A 2xx reply whose JSON body met every response-match key of the task's stop condition.
+    pub stop_matched: bool,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -181,7 +194,7 @@ impl Handler<Execute> for HttpWorker {
                 };
             };
             let call = send(&client, &msg, max, timeout);
-            let result = tokio::select! {
+            let mut result = tokio::select! {
                 biased;
                 _ = msg.cancel.cancelled() => Err(ExecError::Cancelled),
                 r = tokio::time::timeout(timeout, call) => match r {
@@ -196,6 +209,11 @@ impl Handler<Execute> for HttpWorker {
                 Ok(_) => "http_error",
                 Err(e) => e.kind(),
             });
+            if let (Ok(reply), Some(condition)) = (&mut result, &msg.request.response_match) {
+                if (200..300).contains(&reply.status) {
+                    reply.stop_matched = evaluate(condition, &reply.body).await;
+                }
+            }
             Outcome {
                 sent_at_ms,
                 duration_ms: elapsed.as_millis() as i64,
@@ -216,12 +234,21 @@ async fn send(
         .prepared
         .as_ref()
         .map_err(|e| ExecError::Request(e.clone()))?;
-    let mut req = client.request(p.method.clone(), p.uri.clone());
+    // Read as sent: awc would otherwise ask for br/gzip/deflate/zstd and inflate a small
+    // compressed answer in full before a byte of it reaches the size limit below.
+    let mut req = client
+        .request(p.method.clone(), p.uri.clone())
+        .no_decompress();
     {
         let headers = req.headers_mut();
         for (name, value) in &p.headers {
             headers.insert(name.clone(), value.clone());
         }
+        // After the task's own headers: nothing is decoded, so nothing else is asked for.
+        headers.insert(
+            awc::http::header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
         // Made per call rather than kept per task: an idle task's size matters more.
         let mut id = String::with_capacity(56);
         let _ = write!(id, "{}", r.task_id);
@@ -275,9 +302,92 @@ async fn send(
     }
     Ok(Reply {
         status,
-        body: String::from_utf8_lossy(&body).into_owned(),
+        body: text_within(&body, max_body),
         retry_after_ms,
+        stop_matched: false,
     })
+}
+
+/// `bytes` as text of at most `max` bytes: bytes that are not UTF-8 become U+FFFD (three
+/// bytes each), so the text is cut again, at a character boundary.
+fn text_within(bytes: &[u8], max: usize) -> String {
+    let mut text = String::from_utf8_lossy(bytes).into_owned();
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}
+
+/// A response-match evaluation, run on the evaluation thread.
+type Evaluation = Box<dyn FnOnce() + Send>;
+
+/// The thread response matches are evaluated on, one at a time: their cost depends on what
+/// users put in their conditions and what their targets answer, so they take at most one core
+/// and never the arbiters that fire and send tasks. `None` if the thread could not be started.
+fn evaluation_thread() -> Option<&'static mpsc::Sender<Evaluation>> {
+    static THREAD: OnceLock<Option<mpsc::Sender<Evaluation>>> = OnceLock::new();
+    THREAD
+        .get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<Evaluation>();
+            let spawned = std::thread::Builder::new()
+                .name("tickwheel-match".into())
+                .spawn(move || {
+                    lower_priority();
+                    for evaluation in rx {
+                        // A panic ends that evaluation (its caller sees no verdict), not the
+                        // thread.
+                        let _ = std::panic::catch_unwind(AssertUnwindSafe(evaluation));
+                    }
+                });
+            match spawned {
+                Ok(_) => Some(tx),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the response-match thread; matching on the blocking pool");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// The lowest CPU priority (nice 19) for the calling thread: on a busy machine the threads
+/// that fire and send tasks get the CPU first. On Linux the nice value is per thread.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority only reads its arguments; `who = 0` is the calling thread.
+        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+        if r != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "cannot lower the response-match thread's priority");
+        }
+    }
+}
+
+/// Whether `body` meets `condition`'s response matches, decided off this arbiter.
+async fn evaluate(condition: &Arc<StopCondition>, body: &str) -> bool {
+    let (condition, body) = (Arc::clone(condition), body.to_owned());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let evaluation: Evaluation = Box::new(move || {
+        let _ = tx.send(condition.response_matches(&body));
+    });
+    let queued = match evaluation_thread() {
+        Some(thread) => thread.send(evaluation).map_err(|e| e.0),
+        None => Err(evaluation),
+    };
+    if let Err(evaluation) = queued {
+        drop(tokio::task::spawn_blocking(evaluation));
+    }
+    match rx.await {
+        Ok(matched) => matched,
+        Err(_) => {
+            tracing::error!("a response-match evaluation failed; counted as no match");
+            false
+        }
+    }
 }
 
 /// Where calls go: the HTTP workers, each on its own arbiter, and a token bucket per
@@ -380,6 +490,16 @@ mod tests {
 
     fn url(host: usize) -> Url {
         Url::parse(&format!("http://h{host}.example:8080/x")).expect("url")
+    }
+
+    #[test]
+    fn logged_text_stays_within_the_byte_limit_when_bytes_are_not_utf8() {
+        // Each invalid byte becomes U+FFFD, three bytes of text.
+        let text = text_within(&[0xff; 100], 100);
+        assert!(text.len() <= 100, "{}", text.len());
+        assert_eq!(text.chars().count(), 33);
+        assert_eq!(text_within("héllo".as_bytes(), 2), "h");
+        assert_eq!(text_within(b"plain", 64), "plain");
     }
 
     #[test]

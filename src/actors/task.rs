@@ -28,6 +28,11 @@ use ratelimit::TryWaitError;
 
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 
+/// The longest a 429/503 `Retry-After` makes a retry wait (one hour). A server may ask for
+/// more; the retry then comes after this (the execution in flight blocks the task's next fires
+/// meanwhile, so an unbounded wait would stall the task for good).
+pub const MAX_RETRY_AFTER_MS: u64 = 60 * 60 * 1000;
+
 /// Tells the registry that a task reached a final state and its actor can go.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -170,6 +175,9 @@ fn outbound(task: &mut ActiveTask, dispatcher: &Dispatcher) -> Arc<OutboundReque
             .map(|b| Bytes::from(b.to_string())),
         limiter: dispatcher.limiter(&spec.http_endpoint),
         prepared: Prepared::new(&spec.http_endpoint, spec.method, &headers),
+        // Checked by the worker, off this arbiter: its cost is the user's to choose.
+        response_match: (!spec.stop_condition.matches.is_empty())
+            .then(|| Arc::new(spec.stop_condition.clone())),
     })
 }
 
@@ -447,12 +455,10 @@ impl TaskActor {
             self.in_flight = None;
             self.task.execution_count += 1;
             self.task.consecutive_failures = 0;
-            let body = match &outcome.result {
-                Ok(r) => r.body.as_str(),
-                Err(_) => "",
-            };
+            // Evaluated by the worker, off this arbiter.
+            let matched = matches!(&outcome.result, Ok(r) if r.stop_matched);
             let stop = &self.task.spec.stop_condition;
-            let done = stop.response_matches(body)
+            let done = matched
                 || stop
                     .max_cnt
                     .is_some_and(|m| self.task.execution_count >= m as i64)
@@ -481,8 +487,11 @@ impl TaskActor {
             let mut delay = backoff_delay_ms(self.backoff_ms(), attempt, rand::random::<f64>());
             if let Ok(r) = &outcome.result {
                 if matches!(r.status, 429 | 503) {
-                    if let Some(ra) = r.retry_after_ms {
-                        delay = delay.max(ra);
+                    if let Some(asked) = r.retry_after_ms {
+                        if asked > MAX_RETRY_AFTER_MS {
+                            tracing::warn!(%task_id, scheduled_ms = slot, attempt, retry_after_ms = asked, waiting_ms = MAX_RETRY_AFTER_MS, "Retry-After capped");
+                        }
+                        delay = delay.max(asked.min(MAX_RETRY_AFTER_MS));
                     }
                 }
             }

@@ -191,7 +191,8 @@ pub enum HttpMethod {
 /// When the task ends. `max_cnt`, `end_time` and `max_failures` are reserved; every other key
 /// is a response match: after a successful execution whose response body is a JSON object, if
 /// each such key (dotted paths reach into nested objects, `"result.done"`) is present with a
-/// value equal to the given one, the task completes.
+/// value equal to the given one, the task completes. At most 16 match keys, each at most 256
+/// bytes and 16 dot-separated segments, each value at most 1 KiB as JSON and 8 levels deep.
 #[derive(Deserialize, ToSchema)]
 #[schema(example = json!({"max_cnt": 300, "finsh": true}))]
 pub struct StopCondition {

@@ -1,6 +1,8 @@
 //! A local HTTP sink standing in for the downstream services tasks call. It records every
 //! arrival (time, method, path, headers, body) and answers from a per-path script: a status,
-//! a body, a delay, extra headers — or 200 "OK" when nothing is scripted.
+//! a body (text or any bytes), a delay, extra headers — or 200 "OK" when nothing is scripted.
+//! Headers are sent as scripted: a `Content-Encoding` goes out with the bytes as they are,
+//! so the sink can claim a compression nobody asked for.
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
@@ -29,7 +31,7 @@ impl Arrival {
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
-    pub body: String,
+    pub body: Vec<u8>,
     pub delay: Duration,
     pub headers: Vec<(String, String)>,
 }
@@ -38,7 +40,7 @@ impl Reply {
     pub fn status(status: u16) -> Self {
         Self {
             status,
-            body: String::new(),
+            body: Vec::new(),
             delay: Duration::ZERO,
             headers: Vec::new(),
         }
@@ -46,13 +48,18 @@ impl Reply {
     pub fn json(body: serde_json::Value) -> Self {
         Self {
             status: 200,
-            body: body.to_string(),
+            body: body.to_string().into_bytes(),
             delay: Duration::ZERO,
             headers: vec![("content-type".into(), "application/json".into())],
         }
     }
     pub fn body(mut self, body: impl Into<String>) -> Self {
-        self.body = body.into();
+        self.body = body.into().into_bytes();
+        self
+    }
+    /// A body of any bytes, sent as they are.
+    pub fn bytes(mut self, body: Vec<u8>) -> Self {
+        self.body = body;
         self
     }
     pub fn delay(mut self, d: Duration) -> Self {

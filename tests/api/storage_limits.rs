@@ -3,6 +3,7 @@
 //! alike, and one byte (or one item) more is refused with a 400 naming the field — never a
 //! 500 from a column that is too narrow.
 
+use entities::limits::{MAX_MATCH_KEYS, MAX_MATCH_KEY_BYTES, MAX_MATCH_VALUE_BYTES};
 use serde_json::{json, Value};
 
 use crate::helpers::*;
@@ -25,17 +26,21 @@ fn cron_of_len(len: usize) -> String {
     expression
 }
 
-/// A stop condition whose compact JSON is exactly `len` bytes.
-fn stop_condition_of_len(len: usize) -> Value {
+/// The largest stop condition: every reserved key and as many response-match keys as allowed,
+/// each key and expected value as long as allowed (within `max_bytes` as compact JSON).
+fn largest_stop_condition(max_bytes: usize) -> Value {
     let mut condition = json!({
-        "max_cnt": 1_000_000,
-        "end_time": "2100-01-01T00:00:00.000Z",
-        "max_failures": 1000,
-        "result": "",
+        "max_cnt": i64::MAX,
+        "end_time": "2199-12-31T23:59:59.999Z",
+        "max_failures": u32::MAX,
     });
-    let short = condition.to_string().len();
-    condition["result"] = json!("d".repeat(len - short));
-    assert_eq!(condition.to_string().len(), len);
+    for i in 0..MAX_MATCH_KEYS {
+        let prefix = format!("k{i:02}.");
+        let key = format!("{prefix}{}", "a".repeat(MAX_MATCH_KEY_BYTES - prefix.len()));
+        // A string's JSON has two quotes.
+        condition[key] = json!("v".repeat(MAX_MATCH_VALUE_BYTES - 2));
+    }
+    assert!(condition.to_string().len() <= max_bytes);
     condition
 }
 
@@ -67,7 +72,7 @@ fn largest_task(app: &TestApp) -> Value {
         "headers": headers,
         "cron_expression": cron_of_len(limits.max_cron_expression_bytes),
         "timezone": LONGEST_ZONE,
-        "stop_condition": stop_condition_of_len(limits.max_stop_condition_bytes),
+        "stop_condition": largest_stop_condition(limits.max_stop_condition_bytes),
         "retry": {"max_retries": 20, "backoff_ms": 3_600_000},
         "body": {"data": ""},
     });
@@ -176,12 +181,32 @@ async fn one_past_each_limit_is_refused_naming_the_field(backend: Backend) {
             "cron_expression",
         ),
         (
-            "a stop condition one byte too long",
+            "one response-match key too many",
             with(
                 "stop_condition",
-                stop_condition_of_len(limits.max_stop_condition_bytes + 1),
+                Value::Object(
+                    (0..=MAX_MATCH_KEYS)
+                        .map(|i| (format!("k{i}"), json!(true)))
+                        .collect(),
+                ),
             ),
             "stop_condition",
+        ),
+        (
+            "a response-match key one byte too long",
+            with(
+                "stop_condition",
+                json!({ "k".repeat(MAX_MATCH_KEY_BYTES + 1): true }),
+            ),
+            "stop_condition",
+        ),
+        (
+            "an expected value one byte too long",
+            with(
+                "stop_condition",
+                json!({"k": "v".repeat(MAX_MATCH_VALUE_BYTES - 1)}),
+            ),
+            "stop_condition.k",
         ),
         (
             "one retry too many",
