@@ -16,7 +16,9 @@ use uuid::Uuid;
 
 use crate::crypto::{Cipher, CryptoError};
 use crate::domain::validate::{parse_create_within, InputLimits};
-use crate::domain::{FieldError, Schedule, ScheduleError, TaskSpec, TaskStatus, TaskType};
+use crate::domain::{
+    FieldError, Schedule, ScheduleError, StopCondition, TaskSpec, TaskStatus, TaskType,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -424,10 +426,21 @@ impl Store {
         // Re-validating through the create parser keeps one definition of a valid task; within
         // the most any configuration allows, so a row stored under a more generous `[limits]`
         // than today's still loads.
+        // Rules added after a row was accepted do not unload it: credentials once allowed in
+        // the URL were never sent (they are dropped here), and the start time and stop
+        // condition are read without today's input bounds.
+        let endpoint = match url::Url::parse(&m.http_endpoint) {
+            Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+                let _ = url.set_username("");
+                let _ = url.set_password(None);
+                url.to_string()
+            }
+            _ => m.http_endpoint.clone(),
+        };
         let mut v = serde_json::json!({
             "user_id": m.user_id,
             "type": m.task_type,
-            "http_endpoint": m.http_endpoint,
+            "http_endpoint": endpoint,
             "method": m.method,
         });
         let obj = v
@@ -452,14 +465,15 @@ impl Store {
         if let Some(tz) = &m.timezone {
             obj.insert("timezone".into(), tz.clone().into());
         }
-        if let Some(s) = m.start_time {
-            obj.insert("start_time".into(), crate::time::to_rfc3339(s).into());
-        }
-        if let Some(s) = &m.stop_condition {
-            let sc: serde_json::Value =
-                serde_json::from_str(s).map_err(|e| corrupt(format!("stop_condition: {e}")))?;
-            obj.insert("stop_condition".into(), sc);
-        }
+
+        let stop_condition = match &m.stop_condition {
+            Some(s) => {
+                let sc: serde_json::Value =
+                    serde_json::from_str(s).map_err(|e| corrupt(format!("stop_condition: {e}")))?;
+                StopCondition::parse_stored(&sc).map_err(|e| corrupt(e.to_string()))?
+            }
+            None => StopCondition::default(),
+        };
         if let Some(r) = &m.retry {
             let r: serde_json::Value =
                 serde_json::from_str(r).map_err(|e| corrupt(format!("retry: {e}")))?;
@@ -469,6 +483,14 @@ impl Store {
             .map_err(|e: FieldError| corrupt(e.to_string()))?;
         // Header order and case as the user wrote them.
         spec.headers = headers;
+        spec.start_time = m
+            .start_time
+            .map(|ms| {
+                chrono::DateTime::from_timestamp_millis(ms)
+                    .ok_or_else(|| corrupt(format!("start_time: {ms} is out of range")))
+            })
+            .transpose()?;
+        spec.stop_condition = stop_condition;
         Ok(spec)
     }
 

@@ -540,3 +540,56 @@ async fn a_refused_token_is_told_why_in_our_words_not_the_librarys() {
         }
     }
 }
+
+// ---- rows accepted before the bounds ---------------------------------------------------------
+
+async fn a_task_stored_before_todays_bounds_still_loads(backend: Backend) {
+    use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+    let app = spawn_app(backend).await;
+    let id = app.create_task(interval_task(&app, "/legacy", 3600)).await;
+    // What an earlier version accepted: more match keys than today's bound, a count past
+    // i64::MAX, an end time after 2199, a start before 1970 and credentials in the URL.
+    let mut legacy = serde_json::Map::new();
+    for i in 0..40 {
+        legacy.insert(format!("k{i}"), json!(i));
+    }
+    legacy.insert("max_cnt".into(), json!(u64::MAX));
+    legacy.insert("end_time".into(), json!("9999-12-31T23:59:59Z"));
+    let port = app
+        .sink
+        .url("/")
+        .split(':')
+        .nth(2)
+        .map(|p| p.trim_end_matches('/').to_owned());
+    let db = sea_orm::Database::connect(&app.db.url)
+        .await
+        .expect("connect");
+    let row = entities::tasks::Entity::find_by_id(id.clone())
+        .one(&db)
+        .await
+        .expect("read")
+        .expect("row");
+    let mut row: entities::tasks::ActiveModel = row.into();
+    row.stop_condition = Set(Some(Value::Object(legacy).to_string()));
+    row.start_time = Set(Some(-86_400_000));
+    row.http_endpoint = Set(format!(
+        "http://user:pw@127.0.0.1:{}/legacy",
+        port.expect("port")
+    ));
+    row.update(&db).await.expect("rewrite the row");
+
+    // PATCH reads the stored definition back: it must load, not answer 500.
+    let (status, v) = request(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/tasks/{id}"),
+        None,
+        Some(&json!({"interval_seconds": 7200})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["interval_seconds"], 7200, "{v}");
+    assert_eq!(v["stop_condition"]["k39"], 39, "{v}");
+    assert!(!v.to_string().contains("user:pw"), "{v}");
+}
+on_both_backends!(a_task_stored_before_todays_bounds_still_loads);
