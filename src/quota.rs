@@ -9,11 +9,13 @@
 //! failed) without this module hearing of it, so the carried figure is an upper bound; when it
 //! would cross a limit, the user's usage is counted again before anything is refused.
 //!
-//! Races: a user's creates and schedule changes on a node are serialised by a lock of that
-//! user's, held from the check until the write has committed, so two concurrent creates never
-//! both take the last slot. In cluster mode another node's creates are not seen here, so the
-//! carried figure is counted again after [`CLUSTER_RECOUNT`]; concurrent creates on different
-//! nodes can then overshoot by what those nodes admit within that time.
+//! Races: an admitted change reserves its share of the user's usage at once, under a short
+//! lock of that user's, and the reservation becomes usage when the write has committed (or is
+//! given back when it fails), so two concurrent creates never both take the last slot, and a
+//! user's creates never wait for each other's database commits. In cluster mode another
+//! node's creates are not seen here, so the carried figure is counted again after
+//! [`CLUSTER_RECOUNT`]; concurrent creates on different nodes can then overshoot by what those
+//! nodes admit within that time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -52,6 +54,16 @@ struct Usage {
     active: u64,
     /// The sum of the active tasks' fires per minute (an upper bound between counts).
     fires_per_minute: f64,
+    /// Admitted changes whose writes have not committed yet (not in any count).
+    reserved_active: u64,
+    reserved_rate: f64,
+}
+
+impl Usage {
+    fn give_back(&mut self, active: u64, rate: f64) {
+        self.reserved_active = self.reserved_active.saturating_sub(active);
+        self.reserved_rate -= rate;
+    }
 }
 
 /// The quota state of a node.
@@ -59,15 +71,19 @@ pub struct Quotas {
     max_active: u64,
     max_fires_per_minute: u64,
     recount_after: Option<Duration>,
-    users: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<Usage>>>>,
+    users: Mutex<HashMap<i64, Arc<Mutex<Usage>>>>,
     /// Fires per minute of each cron schedule seen, by (expression, time zone).
     cron_rates: Mutex<HashMap<(String, String), u32>>,
 }
 
-/// A change the quotas admitted. Holds the user's lock until it is committed (the write was
-/// made: the usage carries it forward) or dropped (it was not: nothing changes).
+fn locked(usage: &Mutex<Usage>) -> std::sync::MutexGuard<'_, Usage> {
+    usage.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A change the quotas admitted, with its share of the user's usage reserved: committed when
+/// the write was made (the usage carries it forward), given back when dropped uncommitted.
 pub struct Permit {
-    held: Option<tokio::sync::OwnedMutexGuard<Usage>>,
+    reserved: Option<Arc<Mutex<Usage>>>,
     add_active: u64,
     add_rate: f64,
 }
@@ -75,9 +91,19 @@ pub struct Permit {
 impl Permit {
     /// The change was written.
     pub fn commit(mut self) {
-        if let Some(usage) = self.held.as_mut() {
+        if let Some(usage) = self.reserved.take() {
+            let mut usage = locked(&usage);
+            usage.give_back(self.add_active, self.add_rate);
             usage.active += self.add_active;
             usage.fires_per_minute = (usage.fires_per_minute + self.add_rate).max(0.0);
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(usage) = self.reserved.take() {
+            locked(&usage).give_back(self.add_active, self.add_rate);
         }
     }
 }
@@ -144,33 +170,45 @@ impl Quotas {
     ) -> Result<Permit, QuotaError> {
         if !self.enabled() {
             return Ok(Permit {
-                held: None,
+                reserved: None,
                 add_active,
                 add_rate,
             });
         }
-        let mut usage = self.user(user_id).lock_owned().await;
+        let usage = self.user(user_id);
         let over = |u: &Usage| {
-            (self.max_active > 0 && u.active + add_active > self.max_active)
+            (self.max_active > 0 && u.active + u.reserved_active + add_active > self.max_active)
                 || (self.max_fires_per_minute > 0
                     && add_rate > 0.0
-                    && u.fires_per_minute + add_rate > self.max_fires_per_minute as f64 + 1e-9)
+                    && u.fires_per_minute + u.reserved_rate.max(0.0) + add_rate
+                        > self.max_fires_per_minute as f64 + 1e-9)
         };
-        let stale = match (usage.counted_at, self.recount_after) {
-            (None, _) => true,
-            (Some(at), Some(ttl)) => at.elapsed() >= ttl,
-            (Some(_), None) => false,
+        let needs_count = |u: &Usage| {
+            let stale = match (u.counted_at, self.recount_after) {
+                (None, _) => true,
+                (Some(at), Some(ttl)) => at.elapsed() >= ttl,
+                (Some(_), None) => false,
+            };
+            stale || over(u)
         };
-        if stale || over(&usage) {
-            self.count(store, user_id, &mut usage, now_ms).await?;
+        // Counted outside the lock (no lock is held across an await); reservations are kept
+        // apart from the count, so admissions made meanwhile still hold.
+        if needs_count(&locked(&usage)) {
+            let (active, fires_per_minute) = self.count(store, user_id, now_ms).await?;
+            let mut u = locked(&usage);
+            u.active = active;
+            u.fires_per_minute = fires_per_minute;
+            u.counted_at = Some(Instant::now());
         }
-        if self.max_active > 0 && usage.active + add_active > self.max_active {
+        let mut u = locked(&usage);
+        if self.max_active > 0 && u.active + u.reserved_active + add_active > self.max_active {
             return Err(QuotaError::Exceeded(format!(
                 "max_active_tasks_per_user: user {user_id} has {} active tasks, the limit is {}",
-                usage.active, self.max_active
+                u.active + u.reserved_active,
+                self.max_active
             )));
         }
-        if over(&usage) {
+        if over(&u) {
             let adds = match replaces_rate {
                 None => format!("this task would add {}", figure(add_rate)),
                 Some(old) => format!(
@@ -182,37 +220,38 @@ impl Quotas {
             return Err(QuotaError::Exceeded(format!(
                 "max_fires_per_minute_per_user: user {user_id}'s active tasks fire {} times a \
                  minute and {adds}; the limit is {}",
-                figure(usage.fires_per_minute),
+                figure(u.fires_per_minute + u.reserved_rate.max(0.0)),
                 self.max_fires_per_minute
             )));
         }
+        u.reserved_active += add_active;
+        u.reserved_rate += add_rate;
+        drop(u);
         Ok(Permit {
-            held: Some(usage),
+            reserved: Some(usage),
             add_active,
             add_rate,
         })
     }
 
-    /// Counts the user's usage in the database.
+    /// Counts the user's usage in the database: (active tasks, fires per minute).
     async fn count(
         &self,
         store: &Store,
         user_id: i64,
-        usage: &mut Usage,
         now_ms: i64,
-    ) -> Result<(), StoreError> {
-        usage.active = store.count_active(user_id).await?;
-        usage.fires_per_minute = 0.0;
+    ) -> Result<(u64, f64), StoreError> {
+        let active = store.count_active(user_id).await?;
+        let mut fires_per_minute = 0.0;
         if self.max_fires_per_minute > 0 {
             for row in store.active_schedules(user_id).await? {
-                usage.fires_per_minute += self.row_rate(&row, now_ms);
+                fires_per_minute += self.row_rate(&row, now_ms);
             }
         }
-        usage.counted_at = Some(Instant::now());
-        Ok(())
+        Ok((active, fires_per_minute))
     }
 
-    fn user(&self, user_id: i64) -> Arc<tokio::sync::Mutex<Usage>> {
+    fn user(&self, user_id: i64) -> Arc<Mutex<Usage>> {
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         if users.len() > MAX_IDLE_USERS {
             users.retain(|_, lock| Arc::strong_count(lock) > 1);

@@ -167,7 +167,7 @@ pub async fn create(
         now,
         now,
     )?;
-    // Held until the insert has committed: the user's next create waits for this one.
+    // Reserves the task's share of the user's quota; given back if the insert fails.
     let permit = state
         .quotas
         .admit_create(&state.store, &spec, &schedule, now)
