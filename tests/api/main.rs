@@ -10,6 +10,7 @@ mod sink;
 
 mod cli;
 mod cluster_view;
+mod key_file;
 mod lifecycle;
 mod metrics;
 mod openapi;
