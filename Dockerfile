@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 #
 # tickwheel in one container:   docker build -t tickwheel .
+#                 or with podman: podman build --format docker -t tickwheel .
+# (--format docker keeps the HEALTHCHECK, which the OCI image format has no field for.)
 # See README.md, "Run in a container", for running it and for production settings.
 
 # The toolchain the build was checked with; any 1.85+ (the crate's rust-version) works.
@@ -9,7 +11,10 @@ ARG RUST_VERSION=1.95
 # ---------------------------------------------------------------------------------------
 # Build stage
 # ---------------------------------------------------------------------------------------
-FROM rust:${RUST_VERSION}-bookworm AS build
+# Base images are named in full: podman and buildah refuse a short name such as
+# "rust:1.95-bookworm" that no alias or search registry resolves (Debian's configuration has
+# none for rust); Docker reads both forms the same.
+FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 
 # Dependencies first, in a layer of their own: the manifests and the lock file with stub
@@ -42,7 +47,7 @@ RUN touch src/main.rs src/lib.rs entities/src/lib.rs migration/src/lib.rs \
 # ---------------------------------------------------------------------------------------
 # Runtime stage
 # ---------------------------------------------------------------------------------------
-FROM debian:bookworm-slim
+FROM docker.io/library/debian:bookworm-slim
 
 # ca-certificates is left unpinned on purpose: it should follow Debian's security updates.
 # hadolint ignore=DL3008

@@ -3,12 +3,15 @@
 //! A stored value is `key_id (1 byte) || nonce (12 bytes) || ciphertext || tag (16 bytes)`.
 //! The task id is passed as associated data, so a ciphertext copied into another row fails to
 //! decrypt instead of leaking one task's secrets into another task's requests. The key lives in a
-//! 32-byte file created on first start with mode 0600.
+//! 32-byte file created with mode 0600 on the first start, and only then: a key made up while the
+//! database holds values sealed by another one would leave every task with headers unrecoverable
+//! while the service looked healthy, so start-up checks the key against what is stored and
+//! refuses to run with a missing or different key.
 
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use aes_gcm::aead::{Aead, Generate, KeyInit, Payload};
@@ -35,6 +38,26 @@ pub enum CryptoError {
     },
     #[error("bad key file: {0}")]
     BadKeyFile(String),
+    /// The database holds encrypted values but the key file is gone. Creating a new key here
+    /// would make all of them unreadable for good (once the new file exists, restoring the old
+    /// one means overwriting it), so start-up stops instead.
+    #[error(
+        "key file {} does not exist, but the database holds values encrypted with a key \
+         (task headers); a new key could not open them, so none was created. Restore the key \
+         file from a backup to {}, or point crypto.key_file (TICKWHEEL__CRYPTO__KEY_FILE) at it",
+        path.display(),
+        path.display()
+    )]
+    KeyMissing { path: PathBuf },
+    /// The key file opens none of the encrypted values sampled from the database: it is not the
+    /// key they were written with (replaced, or another node's).
+    #[error(
+        "the key in {} does not open the values encrypted in the database (task headers): it \
+         is not the key they were written with. Restore the original key file from a backup, \
+         or point crypto.key_file (TICKWHEEL__CRYPTO__KEY_FILE) at it; the file was left as it is",
+        path.display()
+    )]
+    WrongKey { path: PathBuf },
     #[error("encryption failed")]
     Encrypt,
     /// Deliberately one opaque error: wrong key, wrong row (associated data) and tampering are
@@ -59,17 +82,54 @@ impl fmt::Debug for Cipher {
     }
 }
 
+/// A value the database already holds encrypted, with its associated data: what a key is
+/// checked against before the service uses it.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    pub aad: Vec<u8>,
+    pub blob: Vec<u8>,
+}
+
 impl Cipher {
-    /// Load the 32-byte key from `path`, or create it (random, parent directories created) with
-    /// mode 0600 if the file does not exist. A file of the wrong length is an error and is never
-    /// replaced: overwriting it would make every stored secret unreadable.
-    pub fn load_or_create(path: &Path) -> Result<Self, CryptoError> {
+    /// Loads the 32-byte key from `path` for a database whose encrypted values include
+    /// `existing` (a sample of them; empty when it holds none).
+    ///
+    /// - The file exists: its key must open at least one of `existing` (one is enough, so a
+    ///   single damaged row does not stop the service), else [`CryptoError::WrongKey`]. A file
+    ///   that group or others may read is used, with a warning.
+    /// - It does not exist and `existing` is empty (a fresh install): a random key is created
+    ///   with mode 0600 (parent directories too).
+    /// - It does not exist and `existing` is not: [`CryptoError::KeyMissing`]; nothing is written.
+    ///
+    /// A file of the wrong length is an error and is never replaced: overwriting it would make
+    /// every stored secret unreadable.
+    pub fn load(path: &Path, existing: &[Sealed]) -> Result<Self, CryptoError> {
+        let cipher = Self::load_or_create(path, existing.is_empty())?;
+        let opens = |s: &Sealed| cipher.decrypt(&s.blob, &s.aad).is_ok();
+        if !existing.is_empty() && !existing.iter().any(opens) {
+            return Err(CryptoError::WrongKey {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(cipher)
+    }
+
+    /// Reads the key file, or creates it when `may_create`.
+    fn load_or_create(path: &Path, may_create: bool) -> Result<Self, CryptoError> {
         let io_err = |source: io::Error| CryptoError::Io {
             path: path.to_path_buf(),
             source,
         };
         match fs::read(path) {
-            Ok(bytes) => Self::from_file_bytes(path, &bytes),
+            Ok(bytes) => {
+                warn_if_shared(path);
+                Self::from_file_bytes(path, &bytes)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !may_create => {
+                Err(CryptoError::KeyMissing {
+                    path: path.to_path_buf(),
+                })
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     fs::create_dir_all(parent).map_err(io_err)?;
@@ -159,6 +219,22 @@ fn key_check_value(key: &[u8; KEY_LEN]) -> u8 {
     let mut block = [0u8; 16].into();
     aes.encrypt_block(&mut block);
     block[0]
+}
+
+/// Logs a warning when the file at `path` grants group or others any access: the key opens every
+/// stored header, so only the service's own user should read it.
+pub fn warn_if_shared(path: &Path) {
+    if let Ok(meta) = fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = %format_args!("{mode:04o}"),
+                "the key file is accessible to group or others; make it readable by the \
+                 service's user only (chmod 600)"
+            );
+        }
+    }
 }
 
 /// Creates the key file with mode 0600 from the start (no window in which it is world-readable)
@@ -280,14 +356,75 @@ mod tests {
     fn a_missing_key_file_is_created_with_mode_0600_and_reused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/data/master.key");
-        let first = Cipher::load_or_create(&path).unwrap();
+        let first = Cipher::load(&path, &[]).unwrap();
         let meta = fs::metadata(&path).unwrap();
         assert_eq!(meta.len(), KEY_LEN as u64);
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
 
-        let blob = first.encrypt(b"secret", b"t").unwrap();
-        let second = Cipher::load_or_create(&path).unwrap();
-        assert_eq!(second.decrypt(&blob, b"t").unwrap(), b"secret");
+        let sealed = Sealed {
+            aad: b"t".to_vec(),
+            blob: first.encrypt(b"secret", b"t").unwrap(),
+        };
+        let second = Cipher::load(&path, std::slice::from_ref(&sealed)).unwrap();
+        assert_eq!(second.decrypt(&sealed.blob, b"t").unwrap(), b"secret");
+    }
+
+    #[test]
+    fn a_missing_key_is_not_created_while_encrypted_values_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let sealed = Sealed {
+            aad: b"t".to_vec(),
+            blob: cipher(1).encrypt(b"secret", b"t").unwrap(),
+        };
+        let err = Cipher::load(&path, &[sealed]).unwrap_err();
+        assert!(matches!(err, CryptoError::KeyMissing { .. }), "{err:?}");
+        let shown = err.to_string();
+        assert!(shown.contains(&path.display().to_string()), "{shown}");
+        assert!(shown.contains("backup"), "{shown}");
+        assert!(shown.contains("crypto.key_file"), "{shown}");
+        assert!(!path.exists(), "no key may be created");
+    }
+
+    #[test]
+    fn a_key_that_opens_no_stored_value_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        fs::write(&path, [2u8; KEY_LEN]).unwrap();
+        let sealed: Vec<Sealed> = (0..3)
+            .map(|i| Sealed {
+                aad: vec![i],
+                blob: cipher(1).encrypt(b"secret", &[i]).unwrap(),
+            })
+            .collect();
+        let err = Cipher::load(&path, &sealed).unwrap_err();
+        assert!(matches!(err, CryptoError::WrongKey { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        assert_eq!(fs::read(&path).unwrap(), vec![2u8; KEY_LEN]);
+    }
+
+    #[test]
+    fn the_right_key_is_accepted_when_one_stored_value_is_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        fs::write(&path, [1u8; KEY_LEN]).unwrap();
+        let mut damaged = cipher(1).encrypt(b"secret", b"a").unwrap();
+        damaged[20] ^= 0xff;
+        let sealed = [
+            Sealed {
+                aad: b"a".to_vec(),
+                blob: damaged,
+            },
+            Sealed {
+                aad: b"b".to_vec(),
+                blob: cipher(1).encrypt(b"secret", b"b").unwrap(),
+            },
+        ];
+        let c = Cipher::load(&path, &sealed).unwrap();
+        assert_eq!(c.key_id(), cipher(1).key_id());
     }
 
     #[test]
@@ -295,7 +432,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("master.key");
         fs::write(&path, [1u8; 31]).unwrap();
-        let err = Cipher::load_or_create(&path).unwrap_err();
+        let err = Cipher::load(&path, &[]).unwrap_err();
         assert!(matches!(err, CryptoError::BadKeyFile(_)), "{err:?}");
         assert!(err.to_string().contains("31 bytes"), "{err}");
         assert_eq!(fs::read(&path).unwrap(), vec![1u8; 31]);
@@ -307,7 +444,7 @@ mod tests {
         // A directory where the key file should be: reading it fails with an I/O error.
         let path = dir.path().join("master.key");
         fs::create_dir(&path).unwrap();
-        let err = Cipher::load_or_create(&path).unwrap_err();
+        let err = Cipher::load(&path, &[]).unwrap_err();
         assert!(matches!(err, CryptoError::Io { .. }), "{err:?}");
         assert!(err.to_string().contains("master.key"), "{err}");
     }

@@ -88,6 +88,30 @@ fn bind_listener(bind: &str, backlog: i32) -> std::io::Result<TcpListener> {
     }))
 }
 
+/// How many stored encrypted values the key file is checked against at start-up; it must open
+/// one of them.
+const KEY_CHECK_SAMPLE: u64 = 16;
+
+/// A SQLite file made by an older version, or by hand, may be readable by every local user;
+/// new ones are created 0600.
+fn warn_if_database_file_is_shared(url: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(path) = store::sqlite_file(url) else {
+        return;
+    };
+    if let Ok(meta) = std::fs::metadata(&path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                %path,
+                mode = %format_args!("{mode:04o}"),
+                "the SQLite database file is accessible to group or others; make it readable by \
+                 the service's user only (chmod 600, and its -wal and -shm files)"
+            );
+        }
+    }
+}
+
 /// The host name, for a default node id.
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -106,10 +130,6 @@ impl Application {
         if settings.auth.jwt_secret.expose_secret() == DEFAULT_JWT_SECRET {
             tracing::warn!("auth.jwt_secret is the default; set a secret of your own");
         }
-        let cipher = Arc::new(
-            Cipher::load_or_create(&settings.crypto.key_file)
-                .with_context(|| "while loading crypto.key_file")?,
-        );
         // One connection: on MySQL the migrations run under a lock that belongs to it.
         let db = store::connect(&settings.database.url, 1)
             .await
@@ -117,6 +137,17 @@ impl Application {
         store::migrate(&db)
             .await
             .with_context(|| "while applying migrations")?;
+        warn_if_database_file_is_shared(&settings.database.url);
+        // The key is checked against what the database holds before anything runs: with a
+        // missing or different key every task with headers would fail to load while the
+        // service looked healthy. A new key is made only for a database without secrets.
+        let sealed = store::sealed_sample(&db, KEY_CHECK_SAMPLE)
+            .await
+            .with_context(|| "while reading encrypted values to check crypto.key_file")?;
+        let cipher = Arc::new(
+            Cipher::load(&settings.crypto.key_file, &sealed)
+                .with_context(|| "while loading crypto.key_file")?,
+        );
         // A fresh pool: a pooled SQLite connection that read the schema while the migrations
         // ran keeps that copy, and then fails to prepare a statement that needs what they
         // added (the log upsert's conflict target) — seen as a lost first log row.

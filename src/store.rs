@@ -14,7 +14,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::crypto::{Cipher, CryptoError};
+use crate::crypto::{Cipher, CryptoError, Sealed};
 use crate::domain::validate::{parse_create_within, InputLimits};
 use crate::domain::{
     FieldError, Schedule, ScheduleError, StopCondition, TaskSpec, TaskStatus, TaskType,
@@ -54,6 +54,9 @@ pub async fn connect_with(
                 std::fs::create_dir_all(dir)
                     .map_err(|e| DbErr::Custom(format!("creating {}: {e}", dir.display())))?;
             }
+        }
+        if creates_if_missing(url) {
+            create_private_file(std::path::Path::new(&path))?;
         }
     }
     let mut opts = ConnectOptions::new(url.to_owned());
@@ -121,7 +124,56 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     result
 }
 
-fn sqlite_file(url: &str) -> Option<String> {
+/// Up to `limit` encrypted values the database holds (task headers), each with the associated
+/// data it was sealed with; empty when it holds none. Start-up checks the key file against
+/// them before anything else reads or writes a secret.
+pub async fn sealed_sample<C: ConnectionTrait>(db: &C, limit: u64) -> Result<Vec<Sealed>, DbErr> {
+    let rows: Vec<(String, Option<Vec<u8>>)> = tasks::Entity::find()
+        .select_only()
+        .column(tasks::Column::TaskId)
+        .column(tasks::Column::Headers)
+        .filter(tasks::Column::Headers.is_not_null())
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, blob)| {
+            // A row whose id does not parse is still an encrypted value: it stays in the
+            // sample (under bytes no key opens) rather than making the database look empty.
+            let aad =
+                Uuid::parse_str(&id).map_or_else(|_| id.into_bytes(), |u| u.as_bytes().to_vec());
+            blob.map(|blob| Sealed { aad, blob })
+        })
+        .collect())
+}
+
+/// Whether a SQLite URL lets the driver create a missing file (`mode=rwc`).
+fn creates_if_missing(url: &str) -> bool {
+    url.split_once('?')
+        .is_some_and(|(_, query)| query.split('&').any(|p| p == "mode=rwc"))
+}
+
+/// Creates an empty SQLite file readable by its owner only, unless it exists. The driver would
+/// create it with the process umask (usually 0644: every local user could read the tasks);
+/// SQLite gives the `-wal` and `-shm` files the mode of the database file.
+fn create_private_file(path: &std::path::Path) -> Result<(), DbErr> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(DbErr::Custom(format!("creating {}: {e}", path.display()))),
+    }
+}
+
+/// The file behind a SQLite URL, if it names one.
+pub fn sqlite_file(url: &str) -> Option<String> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;

@@ -12,6 +12,7 @@ mod cli;
 mod cluster_view;
 mod edges;
 mod isolation;
+mod key_file;
 mod lifecycle;
 mod metrics;
 mod migrations;
