@@ -145,6 +145,24 @@ impl Default for InputLimits {
     }
 }
 
+// ---- response matches of a stop condition ----------------------------------------------------
+
+/// Response-match keys per condition.
+pub const MAX_MATCH_KEYS: usize = 16;
+/// Bytes in one response-match key.
+pub const MAX_MATCH_KEY_BYTES: usize = 256;
+/// Dot-separated segments in one response-match key (so at most this many minus one dots).
+pub const MAX_MATCH_KEY_SEGMENTS: usize = 16;
+/// Bytes of one expected value, serialised as compact JSON.
+pub const MAX_MATCH_VALUE_BYTES: usize = 1024;
+/// Nesting depth of one expected value (a scalar is depth 0, `[1]` depth 1).
+pub const MAX_MATCH_VALUE_DEPTH: usize = 8;
+
+/// The largest response-match part of a stop condition (each key and value with its quotes,
+/// colon and comma) stays well inside the `stop_condition` column.
+const _: () =
+    assert!(MAX_MATCH_KEYS * (MAX_MATCH_KEY_BYTES + MAX_MATCH_VALUE_BYTES + 4) < TEXT_BYTES / 2);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,21 +210,3 @@ mod tests {
         assert!(row < 16 * 1024 * 1024, "{row}");
     }
 }
-
-// ---- response matches of a stop condition ----------------------------------------------------
-
-/// Response-match keys per condition.
-pub const MAX_MATCH_KEYS: usize = 16;
-/// Bytes in one response-match key.
-pub const MAX_MATCH_KEY_BYTES: usize = 256;
-/// Dot-separated segments in one response-match key (so at most this many minus one dots).
-pub const MAX_MATCH_KEY_SEGMENTS: usize = 16;
-/// Bytes of one expected value, serialised as compact JSON.
-pub const MAX_MATCH_VALUE_BYTES: usize = 1024;
-/// Nesting depth of one expected value (a scalar is depth 0, `[1]` depth 1).
-pub const MAX_MATCH_VALUE_DEPTH: usize = 8;
-
-/// The largest response-match part of a stop condition (each key and value with its quotes,
-/// colon and comma) stays well inside the `stop_condition` column.
-const _: () =
-    assert!(MAX_MATCH_KEYS * (MAX_MATCH_KEY_BYTES + MAX_MATCH_VALUE_BYTES + 4) < TEXT_BYTES / 2);
