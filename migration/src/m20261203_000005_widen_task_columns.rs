@@ -16,46 +16,40 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != sea_orm_migration::sea_orm::DatabaseBackend::MySql {
-            return Ok(());
-        }
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Tasks::Table)
-                    .modify_column(custom_null(Tasks::Headers, "MEDIUMBLOB"))
-                    .modify_column(custom_null(Tasks::StopCondition, "MEDIUMTEXT"))
-                    .modify_column(
-                        ColumnDef::new(Tasks::CronExpression)
-                            .string_len(CRON_EXPRESSION_CHARS)
-                            .null()
-                            .to_owned(),
-                    )
-                    .to_owned(),
-            )
-            .await
+        resize(manager, "MEDIUMBLOB", "MEDIUMTEXT", CRON_EXPRESSION_CHARS).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != sea_orm_migration::sea_orm::DatabaseBackend::MySql {
-            return Ok(());
-        }
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Tasks::Table)
-                    .modify_column(custom_null(Tasks::Headers, "BLOB"))
-                    .modify_column(custom_null(Tasks::StopCondition, "TEXT"))
-                    .modify_column(
-                        ColumnDef::new(Tasks::CronExpression)
-                            .string_len(255)
-                            .null()
-                            .to_owned(),
-                    )
-                    .to_owned(),
-            )
-            .await
+        resize(manager, "BLOB", "TEXT", 255).await
     }
+}
+
+/// Sets the three columns' types on MySQL/MariaDB; SQLite enforces no lengths, so there is
+/// nothing to change on it. MODIFY keeps every row.
+async fn resize(
+    manager: &SchemaManager<'_>,
+    headers: &str,
+    stop_condition: &str,
+    cron_chars: u32,
+) -> Result<(), DbErr> {
+    if manager.get_database_backend() != sea_orm_migration::sea_orm::DatabaseBackend::MySql {
+        return Ok(());
+    }
+    manager
+        .alter_table(
+            Table::alter()
+                .table(Tasks::Table)
+                .modify_column(custom_null(Tasks::Headers, headers))
+                .modify_column(custom_null(Tasks::StopCondition, stop_condition))
+                .modify_column(
+                    ColumnDef::new(Tasks::CronExpression)
+                        .string_len(cron_chars)
+                        .null()
+                        .to_owned(),
+                )
+                .to_owned(),
+        )
+        .await
 }
 
 fn custom_null(col: Tasks, sql_type: &str) -> ColumnDef {

@@ -385,20 +385,35 @@ impl TaskActor {
             Ok(r) => (Some(i32::from(r.status)), None, Some(r.body.clone())),
             Err(e) => (None, Some(e.to_string()), None),
         };
-        self.deps
-            .persistence
-            .push(Write::Log(Box::new(task_logs::Model {
-                log_id: Uuid::now_v7().to_string(),
-                user_id: self.task.spec.user_id,
-                task_id: self.task.task_id.to_string(),
-                scheduled_time: slot,
-                attempt: attempt as i32,
-                http_status,
-                error,
-                duration_ms: outcome.duration_ms,
-                response_body: body,
-                created_at: outcome.sent_at_ms,
-            })));
+        self.push_log(task_logs::Model {
+            http_status,
+            error,
+            duration_ms: outcome.duration_ms,
+            response_body: body,
+            created_at: outcome.sent_at_ms,
+            ..self.log_row(slot, attempt)
+        });
+    }
+
+    /// A log row of this task for `slot`'s attempt `attempt` (0: not sent), with nothing
+    /// recorded yet.
+    fn log_row(&self, slot: i64, attempt: u32) -> task_logs::Model {
+        task_logs::Model {
+            log_id: Uuid::now_v7().to_string(),
+            user_id: self.task.spec.user_id,
+            task_id: self.task.task_id.to_string(),
+            scheduled_time: slot,
+            attempt: attempt as i32,
+            http_status: None,
+            error: None,
+            duration_ms: 0,
+            response_body: None,
+            created_at: now_ms(),
+        }
+    }
+
+    fn push_log(&self, row: task_logs::Model) {
+        self.deps.persistence.push(Write::Log(Box::new(row)));
     }
 
     fn on_outcome(&mut self, slot: i64, attempt: u32, outcome: Outcome, ctx: &mut Context<Self>) {
@@ -691,20 +706,10 @@ impl TaskActor {
             } else {
                 tracing::warn!(task_id = %self.task.task_id, scheduled_ms = slot, in_flight = f.slot, "fire skipped: previous execution still in flight");
                 metrics::fire("skipped_overlap");
-                self.deps
-                    .persistence
-                    .push(Write::Log(Box::new(task_logs::Model {
-                        log_id: Uuid::now_v7().to_string(),
-                        user_id: self.task.spec.user_id,
-                        task_id: self.task.task_id.to_string(),
-                        scheduled_time: slot,
-                        attempt: 0,
-                        http_status: None,
-                        error: Some("skipped: previous execution still in flight".into()),
-                        duration_ms: 0,
-                        response_body: None,
-                        created_at: now_ms(),
-                    })));
+                self.push_log(task_logs::Model {
+                    error: Some("skipped: previous execution still in flight".into()),
+                    ..self.log_row(slot, 0)
+                });
             }
             if let Some(n) = next {
                 self.register(n, ctx);
