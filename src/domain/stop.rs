@@ -13,7 +13,8 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
-use super::validate::FieldError;
+use super::bounds::check_time_range;
+use super::error::FieldError;
 
 pub const MAX_CNT: &str = "max_cnt";
 pub const END_TIME: &str = "end_time";
@@ -239,7 +240,7 @@ fn time(key: &str, value: &Value, bounded: bool) -> Result<Option<DateTime<Utc>>
             if !bounded {
                 return Ok(Some(t));
             }
-            super::validate::check_time_range(&format!("stop_condition.{key}"), t).map(Some)
+            check_time_range(&format!("stop_condition.{key}"), t).map(Some)
         }
         _ => Err(invalid()),
     }
