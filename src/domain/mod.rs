@@ -12,14 +12,17 @@
 //!   crontab dialects, and the fire times with the daylight-saving rules.
 //! - [`stop`]: stop conditions and response matching.
 //! - [`bounds`]: the range of times a task may name.
+//! - [`limits`]: the storage bounds validation checks against (the only module that names
+//!   the `entities` crate, where they are set beside the column sizes).
 //! - [`validate`]: create and patch bodies to `TaskSpec` / `TaskPatch`, with field-named errors.
 //!
-//! Modules here import each other one way only: `error` and `bounds` import no rule, and no
-//! two modules import each other.
+//! Modules here import each other one way only: `error`, `bounds` and `limits` import no rule,
+//! and no two modules import each other.
 
 pub mod bounds;
 pub mod cron;
 pub mod error;
+pub mod limits;
 pub mod schedule;
 pub mod stop;
 pub mod task;

@@ -20,7 +20,7 @@ pub const MAX_CNT: &str = "max_cnt";
 pub const END_TIME: &str = "end_time";
 pub const MAX_FAILURES: &str = "max_failures";
 
-pub use entities::limits::{
+pub use super::limits::{
     MAX_MATCH_KEYS, MAX_MATCH_KEY_BYTES, MAX_MATCH_KEY_SEGMENTS, MAX_MATCH_VALUE_BYTES,
     MAX_MATCH_VALUE_DEPTH,
 };

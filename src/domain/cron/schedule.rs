@@ -42,10 +42,11 @@ use super::classic::parse_classic;
 use super::fields::compile;
 use super::quartz::{parse_quartz, proxy_year, DayRule};
 use crate::domain::error::{shorten, ScheduleError};
+use crate::domain::limits::CRON_EXPRESSION_CHARS;
 
 /// Longest cron expression accepted (real ones are a few dozen characters): what the
-/// `cron_expression` column holds (`entities::limits`).
-const MAX_EXPRESSION_LEN: usize = entities::limits::CRON_EXPRESSION_CHARS as usize;
+/// `cron_expression` column holds ([`crate::domain::limits`]).
+const MAX_EXPRESSION_LEN: usize = CRON_EXPRESSION_CHARS as usize;
 
 /// Safety net on the candidate walk. Before its answer the walk passes at most about a second
 /// of local times plus one daylight-saving gap or overlap (an hour of per-second matches), so a

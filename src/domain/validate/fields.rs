@@ -4,13 +4,12 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use entities::limits::{
-    InputLimits, MAX_SEALED_HEADERS_BYTES, MAX_STORED_BODY_BYTES, SEAL_OVERHEAD_BYTES,
-};
-
 use crate::domain::bounds::check_time_range;
 use crate::domain::cron::CronSchedule;
 use crate::domain::error::{shorten, FieldError, ScheduleError};
+use crate::domain::limits::{
+    InputLimits, MAX_SEALED_HEADERS_BYTES, MAX_STORED_BODY_BYTES, SEAL_OVERHEAD_BYTES,
+};
 use crate::domain::stop::StopCondition;
 use crate::domain::task::{Method, RetryOverride, TaskType};
 
@@ -19,7 +18,7 @@ pub const MAX_INTERVAL_SECONDS: u64 = 10 * 365 * 24 * 60 * 60;
 pub const MAX_RETRIES: u64 = 20;
 pub const MAX_BACKOFF_MS: u64 = 3_600_000;
 // The bounds on lengths (URL, headers, cron expression, stop condition, body) are
-// `InputLimits` (`entities::limits`), where the column sizes that hold them are set too.
+// `InputLimits` ([`crate::domain::limits`]), set where the column sizes that hold them are.
 
 /// Headers a task may not set: framing and hop-by-hop headers the HTTP client owns, and the
 /// ones tickwheel adds to every request (API.md, "Outbound safety").

@@ -10,14 +10,13 @@
 
 mod fields;
 
-pub use entities::limits::InputLimits;
-
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::cron::CronSchedule;
 use super::error::shorten;
 pub use super::error::FieldError;
+pub use super::limits::InputLimits;
 use super::stop::StopCondition;
 use super::task::{Method, RetryOverride, TaskSpec, TaskType};
 use fields::{
@@ -617,7 +616,7 @@ mod tests {
 
     #[test]
     fn every_time_zone_name_fits_its_column() {
-        let column = entities::limits::TIMEZONE_CHARS as usize;
+        let column = crate::domain::limits::TIMEZONE_CHARS as usize;
         for tz in chrono_tz::TZ_VARIANTS {
             assert!(tz.name().len() <= column, "{}", tz.name());
         }
@@ -647,7 +646,7 @@ mod tests {
         );
         // A number is stored as serde_json writes it, which can be longer than it was sent.
         let floats = Value::Array(vec![json!(1e15); 500_000]);
-        assert!(floats.to_string().len() > entities::limits::MAX_STORED_BODY_BYTES);
+        assert!(floats.to_string().len() > crate::domain::limits::MAX_STORED_BODY_BYTES);
         assert_eq!(
             parse_create(&with(interval_task(), "body", floats))
                 .unwrap_err()
