@@ -21,7 +21,7 @@ pub const MAX_BACKOFF_MS: u64 = 3_600_000;
 // `InputLimits` ([`crate::domain::limits`]), set where the column sizes that hold them are.
 
 /// Headers a task may not set: framing and hop-by-hop headers the HTTP client owns, and the
-/// ones tickwheel adds to every request (API.md, "Outbound safety").
+/// ones tickwheel adds to every request (README, "The API", Execution).
 const RESERVED_HEADERS: [&str; 13] = [
     "host",
     "content-length",
