@@ -4,19 +4,33 @@
 //! Plain Rust with no actix or SeaORM types: time is passed in (epoch milliseconds or
 //! `DateTime<Utc>`), never read from a clock, so every rule here is unit-tested directly.
 //!
+//! - [`error`]: the domain's error types (`ScheduleError`, `FieldError`), apart from the rules
+//!   that raise them.
 //! - [`task`]: the task model (`TaskSpec`, its enums) and the retry backoff rule.
-//! - [`schedule`]: interval, once and cron schedules (`Schedule`, `CronSchedule`), including the
-//!   daylight-saving and misfire rules.
+//! - [`schedule`]: interval, once and cron schedules (`Schedule`), misfire coalescing.
+//! - [`cron`]: cron expressions (`CronSchedule`): one model of the cron fields, the Quartz and
+//!   crontab dialects, and the fire times with the daylight-saving rules.
 //! - [`stop`]: stop conditions and response matching.
+//! - [`bounds`]: the range of times a task may name.
+//! - [`limits`]: the storage bounds validation checks against (the only module that names
+//!   the `entities` crate, where they are set beside the column sizes).
 //! - [`validate`]: create and patch bodies to `TaskSpec` / `TaskPatch`, with field-named errors.
+//!
+//! Modules here import each other one way only: `error`, `bounds` and `limits` import no rule,
+//! and no two modules import each other.
 
-mod quartz;
+pub mod bounds;
+pub mod cron;
+pub mod error;
+pub mod limits;
 pub mod schedule;
 pub mod stop;
 pub mod task;
 pub mod validate;
 
-pub use schedule::{CronSchedule, Schedule, ScheduleError};
+pub use cron::CronSchedule;
+pub use error::{FieldError, ScheduleError};
+pub use schedule::Schedule;
 pub use stop::StopCondition;
 pub use task::*;
-pub use validate::{apply_patch, parse_create, parse_patch, FieldError, TaskPatch};
+pub use validate::{apply_patch, parse_create, parse_patch, TaskPatch};

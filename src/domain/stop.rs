@@ -13,13 +13,14 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
-use super::validate::FieldError;
+use super::bounds::check_time_range;
+use super::error::FieldError;
 
 pub const MAX_CNT: &str = "max_cnt";
 pub const END_TIME: &str = "end_time";
 pub const MAX_FAILURES: &str = "max_failures";
 
-pub use entities::limits::{
+pub use super::limits::{
     MAX_MATCH_KEYS, MAX_MATCH_KEY_BYTES, MAX_MATCH_KEY_SEGMENTS, MAX_MATCH_VALUE_BYTES,
     MAX_MATCH_VALUE_DEPTH,
 };
@@ -239,7 +240,7 @@ fn time(key: &str, value: &Value, bounded: bool) -> Result<Option<DateTime<Utc>>
             if !bounded {
                 return Ok(Some(t));
             }
-            super::validate::check_time_range(&format!("stop_condition.{key}"), t).map(Some)
+            check_time_range(&format!("stop_condition.{key}"), t).map(Some)
         }
         _ => Err(invalid()),
     }

@@ -91,7 +91,7 @@ impl fmt::Display for Method {
     }
 }
 
-/// The lifecycle state of a task (see API.md, "States").
+/// The lifecycle state of a task (README, "The API", States).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TaskStatus {
     Pending,
@@ -185,7 +185,7 @@ const JITTER_SPREAD: f64 = 0.2;
 /// jitter), rounded to whole milliseconds. Saturates instead of overflowing.
 ///
 /// Because 1.2 · 2^(n-1) < 0.8 · 2^n, every wait is strictly longer than the one before whatever
-/// the jitter draws, as API.md promises.
+/// the jitter draws, as the README's retry rule (`backoff_ms · 2^(n-1)` ±20 %) implies.
 pub fn backoff_delay_ms(base_ms: u64, n: u32, jitter_unit: f64) -> u64 {
     let exponent = n.saturating_sub(1);
     let nominal = if exponent >= u64::BITS {

@@ -1,4 +1,5 @@
-//! The Quartz features the `cron` crate lacks, as Quartz 2.3's `CronExpression` reads them:
+//! Quartz expressions (second minute hour day-of-month month day-of-week [year]), with the
+//! Quartz features the `cron` crate lacks, as Quartz 2.3's `CronExpression` reads them:
 //! `L`, `L-n`, `LW`, `L-nW`, `nW` in day-of-month; `nL`, `n#k` and a bare `L` (Saturday) in
 //! day-of-week; wrap-around ranges (`22-2`, `FRI-MON`, `28-3/2`) in every field; a step after a
 //! month or weekday name, which Quartz ignores (`MON/2` is every Monday, `JAN/3` January
@@ -12,11 +13,8 @@
 
 use chrono::{Datelike, NaiveDate, Weekday};
 
-use super::schedule::ScheduleError;
-
-/// The first and last years a schedule can fire in.
-pub(super) const FIRST_YEAR: i32 = 1970;
-pub(super) const LAST_YEAR: i32 = 2199;
+use super::fields::{compile, Field, FIRST_YEAR, LAST_YEAR};
+use crate::domain::error::{shorten, ScheduleError};
 
 /// A day-of-month rule the crate cannot express.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -183,117 +181,51 @@ pub(super) fn proxy_year(year: i32) -> i32 {
 // Field parsing, after Quartz's `CronExpression.storeExpressionVals` / `addToSet`.
 // ---------------------------------------------------------------------------------------------
 
-/// What a numeric field holds.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) enum Unit {
-    Second,
-    Minute,
-    Hour,
-    DayOfMonth,
-    Month,
-    DayOfWeek,
-    Year,
-}
-
-impl Unit {
-    fn name(self) -> &'static str {
-        match self {
-            Unit::Second => "second",
-            Unit::Minute => "minute",
-            Unit::Hour => "hour",
-            Unit::DayOfMonth => "day-of-month",
-            Unit::Month => "month",
-            Unit::DayOfWeek => "day-of-week",
-            Unit::Year => "year",
-        }
-    }
-
-    fn bounds(self) -> (u32, u32) {
-        match self {
-            Unit::Second | Unit::Minute => (0, 59),
-            Unit::Hour => (0, 23),
-            Unit::DayOfMonth => (1, 31),
-            Unit::Month => (1, 12),
-            Unit::DayOfWeek => (1, 7),
-            Unit::Year => (FIRST_YEAR as u32, LAST_YEAR as u32),
-        }
-    }
-
-    /// The modulus of a wrap-around range (Quartz's `max` in `addToSet`).
-    fn wrap(self) -> Option<u32> {
-        match self {
-            Unit::Second | Unit::Minute => Some(60),
-            Unit::Hour => Some(24),
-            Unit::DayOfMonth => Some(31),
-            Unit::Month => Some(12),
-            Unit::DayOfWeek => Some(7),
-            Unit::Year => None,
-        }
-    }
-
-    fn value(self, token: &str) -> Option<(u32, bool)> {
-        if let Ok(n) = token.parse::<u32>() {
-            return Some((n, false));
-        }
-        let upper = token.to_ascii_uppercase();
-        let names: &[&str] = match self {
-            Unit::Month => &[
-                "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
-            ],
-            Unit::DayOfWeek => &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"],
-            _ => return None,
-        };
-        names
-            .iter()
-            .position(|n| *n == upper)
-            .map(|i| (i as u32 + 1, true))
-    }
-}
-
-pub(super) fn invalid(unit: Unit, field: &str, why: &str) -> ScheduleError {
+/// An error naming the field and what is wrong with it.
+fn invalid(kind: Field, field: &str, why: &str) -> ScheduleError {
     ScheduleError::InvalidCron(format!(
         "the {} field '{}' is not valid ({why})",
-        unit.name(),
-        super::schedule::shorten(field)
+        kind.name(),
+        shorten(field)
     ))
 }
 
 /// Whether a comma item is a range that runs backwards, or a name or named range with a step
 /// (Quartz ignores the step after a name: `MON/2` is every Monday, `MON-FRI/2` every weekday)
 /// — the items the crate would read differently, or refuse.
-pub(super) fn needs_rewrite(unit: Unit, item: &str) -> bool {
+fn needs_rewrite(kind: Field, item: &str) -> bool {
     let (range, step) = match item.split_once('/') {
         Some((r, s)) => (r, Some(s)),
         None => (item, None),
     };
-    let named = |t: &str| unit.value(t).is_some_and(|(_, named)| named);
+    let named = |t: &str| kind.quartz_value(t).is_some_and(|(_, named)| named);
     let Some((a, b)) = range.split_once('-') else {
         return step.is_some() && named(range);
     };
-    match (unit.value(a), unit.value(b)) {
+    match (kind.quartz_value(a), kind.quartz_value(b)) {
         (Some((a, named_a)), Some((b, _))) => a > b || (named_a && step.is_some()),
         _ => false,
     }
 }
 
 /// The values of one comma item without `L`, `W` or `#`, as Quartz's `addToSet` makes them.
-pub(super) fn item_values(unit: Unit, field: &str, item: &str) -> Result<Vec<u32>, ScheduleError> {
-    let (lo, hi) = unit.bounds();
+fn item_values(kind: Field, field: &str, item: &str) -> Result<Vec<u32>, ScheduleError> {
+    let (lo, hi) = kind.bounds();
     let (range, step) = match item.split_once('/') {
         Some((r, s)) => {
             let s: u32 = s
                 .parse()
                 .ok()
                 .filter(|&s| s >= 1)
-                .ok_or_else(|| invalid(unit, field, "a step must be a positive number"))?;
+                .ok_or_else(|| invalid(kind, field, "a step must be a positive number"))?;
             (r, Some(s))
         }
         None => (item, None),
     };
     let value = |t: &str| {
-        unit.value(t)
+        kind.quartz_value(t)
             .filter(|(v, _)| (lo..=hi).contains(v))
-            .ok_or_else(|| invalid(unit, field, &format!("'{t}' is out of range {lo}-{hi}")))
+            .ok_or_else(|| invalid(kind, field, &format!("'{t}' is out of range {lo}-{hi}")))
     };
     let (start, mut stop, named) = if range == "*" || range == "?" {
         (lo, hi, false)
@@ -308,13 +240,13 @@ pub(super) fn item_values(unit: Unit, field: &str, item: &str) -> Result<Vec<u32
     // Quartz reads a name (or a named range) and ignores whatever follows it. The step still
     // has to be a positive number here, as after a number.
     let step = if named { 1 } else { step.unwrap_or(1) };
-    // Only a backwards range wraps, modulo the unit's size (0 reads as the size in 1-based
+    // Only a backwards range wraps, modulo the kind's size (0 reads as the size in 1-based
     // units).
     let mut modulus = None;
     if stop < start {
-        let m = unit
+        let m = kind
             .wrap()
-            .ok_or_else(|| invalid(unit, field, "a year range cannot run backwards"))?;
+            .ok_or_else(|| invalid(kind, field, "a year range cannot run backwards"))?;
         stop += m;
         modulus = Some(m);
     }
@@ -334,14 +266,14 @@ pub(super) fn item_values(unit: Unit, field: &str, item: &str) -> Result<Vec<u32
 
 /// A field of plain items rewritten as the crate reads it: backwards and named-with-step
 /// ranges become explicit lists, other items stay.
-pub(super) fn rewrite_field(unit: Unit, field: &str) -> Result<String, ScheduleError> {
-    if !field.split(',').any(|item| needs_rewrite(unit, item)) {
+fn rewrite_field(kind: Field, field: &str) -> Result<String, ScheduleError> {
+    if !field.split(',').any(|item| needs_rewrite(kind, item)) {
         return Ok(field.to_owned());
     }
     let mut parts = Vec::new();
     for item in field.split(',') {
-        if needs_rewrite(unit, item) {
-            let values = item_values(unit, field, item)?;
+        if needs_rewrite(kind, item) {
+            let values = item_values(kind, field, item)?;
             parts.extend(values.iter().map(u32::to_string));
         } else {
             parts.push(item.to_owned());
@@ -350,10 +282,10 @@ pub(super) fn rewrite_field(unit: Unit, field: &str) -> Result<String, ScheduleE
     Ok(parts.join(","))
 }
 
-fn mask_of(unit: Unit, field: &str, items: &[&str]) -> Result<u32, ScheduleError> {
+fn mask_of(kind: Field, field: &str, items: &[&str]) -> Result<u32, ScheduleError> {
     let mut mask = 0u32;
     for item in items {
-        for v in item_values(unit, field, item)? {
+        for v in item_values(kind, field, item)? {
             mask |= 1 << v;
         }
     }
@@ -361,13 +293,13 @@ fn mask_of(unit: Unit, field: &str, items: &[&str]) -> Result<u32, ScheduleError
 }
 
 /// A day-of-month field the crate cannot read (`L`, `W` or a backwards range), if it is one.
-pub(super) fn parse_dom(field: &str) -> Result<Option<DomRule>, ScheduleError> {
-    let unit = Unit::DayOfMonth;
+fn parse_dom(field: &str) -> Result<Option<DomRule>, ScheduleError> {
+    let kind = Field::DayOfMonth;
     let upper = field.to_ascii_uppercase();
     if upper.contains('L') {
         if upper.contains(',') {
             return Err(invalid(
-                unit,
+                kind,
                 field,
                 "'L' cannot be combined with other days, as in Quartz",
             ));
@@ -386,7 +318,7 @@ pub(super) fn parse_dom(field: &str) -> Result<Option<DomRule>, ScheduleError> {
         }
         .ok_or_else(|| {
             invalid(
-                unit,
+                kind,
                 field,
                 "use L, L-n (n at most 30), LW or L-nW for the last day",
             )
@@ -407,39 +339,39 @@ pub(super) fn parse_dom(field: &str) -> Result<Option<DomRule>, ScheduleError> {
                         .ok()
                         .filter(|n| (1..=31).contains(n))
                         .ok_or_else(|| {
-                            invalid(unit, field, "'W' follows a single day 1-31, as in 15W")
+                            invalid(kind, field, "'W' follows a single day 1-31, as in 15W")
                         })?;
                     vec![n]
                 }
-                None => item_values(unit, field, item)?,
+                None => item_values(kind, field, item)?,
             };
             min = values.into_iter().fold(min, u32::min);
         }
         // Quartz applies W to the first day of the field.
         return Ok(Some(DomRule::Nearest(min)));
     }
-    if field.split(',').any(|item| needs_rewrite(unit, item)) {
+    if field.split(',').any(|item| needs_rewrite(kind, item)) {
         let items: Vec<&str> = field.split(',').collect();
-        return Ok(Some(DomRule::Days(mask_of(unit, field, &items)?)));
+        return Ok(Some(DomRule::Days(mask_of(kind, field, &items)?)));
     }
     Ok(None)
 }
 
 /// A day-of-week field the crate cannot read (`L`, `#`, a backwards or named-with-step
 /// range), if it is one.
-pub(super) fn parse_dow(field: &str) -> Result<Option<DowRule>, ScheduleError> {
-    let unit = Unit::DayOfWeek;
+fn parse_dow(field: &str) -> Result<Option<DowRule>, ScheduleError> {
+    let kind = Field::DayOfWeek;
     let upper = field.to_ascii_uppercase();
     let day = |t: &str| {
-        unit.value(t)
+        kind.quartz_value(t)
             .map(|(v, _)| v)
             .filter(|v| (1..=7).contains(v))
-            .ok_or_else(|| invalid(unit, field, &format!("'{t}' is not a day 1-7 or SUN-SAT")))
+            .ok_or_else(|| invalid(kind, field, &format!("'{t}' is not a day 1-7 or SUN-SAT")))
     };
     if upper.contains('L') {
         if upper.contains(',') {
             return Err(invalid(
-                unit,
+                kind,
                 field,
                 "'L' cannot be combined with other days, as in Quartz",
             ));
@@ -450,7 +382,7 @@ pub(super) fn parse_dow(field: &str) -> Result<Option<DowRule>, ScheduleError> {
         let d = upper
             .strip_suffix('L')
             .filter(|d| !d.contains('-') && !d.contains('/'))
-            .ok_or_else(|| invalid(unit, field, "use dL or a name with L, as in 6L or FRIL"))?;
+            .ok_or_else(|| invalid(kind, field, "use dL or a name with L, as in 6L or FRIL"))?;
         return Ok(Some(DowRule::Last(day(d)?)));
     }
     if upper.contains('#') {
@@ -462,17 +394,17 @@ pub(super) fn parse_dow(field: &str) -> Result<Option<DowRule>, ScheduleError> {
                     .parse::<u32>()
                     .ok()
                     .filter(|k| (1..=5).contains(k))
-                    .ok_or_else(|| invalid(unit, field, "the k of d#k must be 1 to 5"))?;
+                    .ok_or_else(|| invalid(kind, field, "the k of d#k must be 1 to 5"))?;
                 if nth.replace(k).is_some() {
                     return Err(invalid(
-                        unit,
+                        kind,
                         field,
                         "only one 'd#k' is allowed, as in Quartz",
                     ));
                 }
                 min = min.min(day(d)?);
             } else {
-                min = item_values(unit, field, item)?
+                min = item_values(kind, field, item)?
                     .into_iter()
                     .fold(min, u32::min);
             }
@@ -480,26 +412,66 @@ pub(super) fn parse_dow(field: &str) -> Result<Option<DowRule>, ScheduleError> {
         // Quartz applies #k to the first day of the field.
         return Ok(nth.map(|k| DowRule::Nth(min, k)));
     }
-    if field.split(',').any(|item| needs_rewrite(unit, item)) {
+    if field.split(',').any(|item| needs_rewrite(kind, item)) {
         let items: Vec<&str> = field.split(',').collect();
-        let mask = mask_of(unit, field, &items)?;
+        let mask = mask_of(kind, field, &items)?;
         return Ok(Some(DowRule::Days(mask as u8)));
     }
     Ok(None)
 }
 
 /// The years of a 7th field.
-pub(super) fn parse_years(field: &str) -> Result<Option<Vec<bool>>, ScheduleError> {
+fn parse_years(field: &str) -> Result<Option<Vec<bool>>, ScheduleError> {
     if field == "*" || field == "?" {
         return Ok(None);
     }
     let mut years = vec![false; (LAST_YEAR - FIRST_YEAR + 1) as usize];
     for item in field.split(',') {
-        for y in item_values(Unit::Year, field, item)? {
+        for y in item_values(Field::Year, field, item)? {
             years[(y as i32 - FIRST_YEAR) as usize] = true;
         }
     }
     Ok(Some(years))
+}
+
+/// Quartz: second minute hour day-of-month month day-of-week [year]. The crate gets the
+/// fields it reads as Quartz does (backwards ranges and names with steps rewritten as lists);
+/// `L`, `W`, `#`, backwards day ranges and the years become the [`DayRule`], with the crate's
+/// day fields relaxed to `*`.
+pub(super) fn parse_quartz(
+    fields: &[&str],
+) -> Result<(Vec<cron::Schedule>, DayRule), ScheduleError> {
+    let unrestricted = |f: &str| f == "*" || f == "?";
+    if !unrestricted(fields[3]) && !unrestricted(fields[5]) {
+        return Err(ScheduleError::DayFieldsConflict);
+    }
+    let mut crate_fields: Vec<String> = fields[..6].iter().map(|f| (*f).to_owned()).collect();
+    for (i, kind) in [
+        (0, Field::Second),
+        (1, Field::Minute),
+        (2, Field::Hour),
+        (4, Field::Month),
+    ] {
+        crate_fields[i] = rewrite_field(kind, fields[i])?;
+    }
+    let mut rule = DayRule::default();
+    if !unrestricted(fields[3]) {
+        rule.dom = parse_dom(fields[3])?;
+        if rule.dom.is_some() {
+            crate_fields[3] = "*".into();
+        }
+    }
+    if !unrestricted(fields[5]) {
+        rule.dow = parse_dow(fields[5])?;
+        if rule.dow.is_some() {
+            crate_fields[5] = "*".into();
+        }
+    }
+    if let Some(years) = fields.get(6) {
+        rule.years = parse_years(years)?;
+    }
+    let crate_fields: Vec<&str> = crate_fields.iter().map(String::as_str).collect();
+    Ok((vec![compile(&crate_fields)?], rule))
 }
 
 #[cfg(test)]
@@ -509,30 +481,30 @@ mod tests {
     #[test]
     fn wrap_around_values_follow_quartz() {
         let v = |u, s| item_values(u, s, s).unwrap();
-        assert_eq!(v(Unit::Hour, "22-2"), [22, 23, 0, 1, 2]);
-        assert_eq!(v(Unit::Hour, "22-2/3"), [22, 1]);
-        assert_eq!(v(Unit::DayOfMonth, "28-3/2"), [28, 30, 1, 3]);
-        assert_eq!(v(Unit::Month, "NOV-FEB/2"), [11, 12, 1, 2]);
-        assert_eq!(v(Unit::DayOfWeek, "6-2/2"), [6, 1]);
-        assert_eq!(v(Unit::Second, "50-10/5").len(), 5);
+        assert_eq!(v(Field::Hour, "22-2"), [22, 23, 0, 1, 2]);
+        assert_eq!(v(Field::Hour, "22-2/3"), [22, 1]);
+        assert_eq!(v(Field::DayOfMonth, "28-3/2"), [28, 30, 1, 3]);
+        assert_eq!(v(Field::Month, "NOV-FEB/2"), [11, 12, 1, 2]);
+        assert_eq!(v(Field::DayOfWeek, "6-2/2"), [6, 1]);
+        assert_eq!(v(Field::Second, "50-10/5").len(), 5);
     }
 
     #[test]
     fn a_step_after_a_name_is_ignored_as_in_quartz_but_not_after_a_number() {
         let v = |u, s| item_values(u, s, s).unwrap();
-        assert_eq!(v(Unit::DayOfWeek, "MON/2"), [2]);
-        assert_eq!(v(Unit::DayOfWeek, "sun/3"), [1]);
-        assert_eq!(v(Unit::DayOfWeek, "MON/8"), [2]);
-        assert_eq!(v(Unit::Month, "JAN/3"), [1]);
-        assert_eq!(v(Unit::Month, "dec/2"), [12]);
-        assert_eq!(v(Unit::DayOfWeek, "2/2"), [2, 4, 6]);
-        assert_eq!(v(Unit::Month, "1/3"), [1, 4, 7, 10]);
-        assert!(needs_rewrite(Unit::DayOfWeek, "MON/2"));
-        assert!(needs_rewrite(Unit::Month, "JAN/3"));
-        assert!(!needs_rewrite(Unit::DayOfWeek, "2/2"));
-        assert!(!needs_rewrite(Unit::DayOfWeek, "MON"));
+        assert_eq!(v(Field::DayOfWeek, "MON/2"), [2]);
+        assert_eq!(v(Field::DayOfWeek, "sun/3"), [1]);
+        assert_eq!(v(Field::DayOfWeek, "MON/8"), [2]);
+        assert_eq!(v(Field::Month, "JAN/3"), [1]);
+        assert_eq!(v(Field::Month, "dec/2"), [12]);
+        assert_eq!(v(Field::DayOfWeek, "2/2"), [2, 4, 6]);
+        assert_eq!(v(Field::Month, "1/3"), [1, 4, 7, 10]);
+        assert!(needs_rewrite(Field::DayOfWeek, "MON/2"));
+        assert!(needs_rewrite(Field::Month, "JAN/3"));
+        assert!(!needs_rewrite(Field::DayOfWeek, "2/2"));
+        assert!(!needs_rewrite(Field::DayOfWeek, "MON"));
         for bad in ["MON/0", "MON/x", "MON/", "MON/-1", "MON/2/3"] {
-            assert!(item_values(Unit::DayOfWeek, bad, bad).is_err(), "{bad}");
+            assert!(item_values(Field::DayOfWeek, bad, bad).is_err(), "{bad}");
         }
     }
 
