@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use entities::limits::{InputLimits, MAX_STORED_BODY_BYTES, MEDIUM_BYTES};
+use crate::domain::limits::{InputLimits, MAX_STORED_BODY_BYTES, MEDIUM_BYTES};
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use secrecy::SecretString;

@@ -194,6 +194,10 @@ fn no_handler_depends_on_the_openapi_assembly() {
 fn no_source_file_is_over_700_lines_outside_its_test_module() {
     let mut long = Vec::new();
     for file in sources(Path::new(SRC)) {
+        if file.file_name().is_some_and(|n| n == "tests.rs") {
+            // A test module in a file of its own.
+            continue;
+        }
         let text = std::fs::read_to_string(&file).expect("a readable source file");
         let lines: Vec<&str> = text.lines().collect();
         let end = lines

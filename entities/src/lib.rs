@@ -6,7 +6,6 @@
 //! millisecond precision identical on SQLite and MySQL/MariaDB (whose `DATETIME` drops it).
 
 pub mod cluster_partitions;
-pub mod limits;
 pub mod task_logs;
 pub mod tasks;
 

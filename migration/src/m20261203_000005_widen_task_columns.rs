@@ -1,14 +1,17 @@
 //! Widens the `tasks` columns that were narrower on MySQL/MariaDB than what validation
 //! accepts, so a valid task is stored instead of failing with "Data too long": the encrypted
 //! header list (`BLOB`, 64 KiB, against up to 50 headers of 8 KiB), the stop condition
-//! (`TEXT`, 64 KiB) and the cron expression (`VARCHAR(255)` against 256 characters). The sizes come from
-//! `entities::limits`, where the validator's bounds come from too.
+//! (`TEXT`, 64 KiB) and the cron expression (`VARCHAR(255)` against 256 characters). The validator's bounds
+//! are set against these sizes (`tickwheel::domain::limits`); `storage_limits::the_largest_value_of_every_field_is_stored_and_read_back`
+//! holds the two in step on MariaDB.
 //!
 //! `MODIFY` keeps every row (each type only grows). SQLite does not enforce declared lengths,
 //! so there is nothing to change there.
 
-use ::entities::limits::CRON_EXPRESSION_CHARS;
 use sea_orm_migration::prelude::*;
+
+/// `tasks.cron_expression` after this migration: `VARCHAR(256)`.
+const CRON_EXPRESSION_CHARS: u32 = 256;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;

@@ -32,7 +32,7 @@ pub struct AppState {
     pub jwt_secret: SecretString,
     pub max_body_bytes: usize,
     /// `[limits]`: the bounds on a task's input.
-    pub input_limits: entities::limits::InputLimits,
+    pub input_limits: crate::domain::limits::InputLimits,
     /// `[limits]`: the per-user quotas.
     pub quotas: crate::quota::Quotas,
     pub allow_private_targets: bool,

@@ -12,8 +12,8 @@
 //!   crontab dialects, and the fire times with the daylight-saving rules.
 //! - [`stop`]: stop conditions and response matching.
 //! - [`bounds`]: the range of times a task may name.
-//! - [`limits`]: the storage bounds validation checks against (the only module that names
-//!   the `entities` crate, where they are set beside the column sizes).
+//! - [`limits`]: how large each stored field may be, set against the columns that hold it:
+//!   the bounds validation checks and `[limits]` defaults to.
 //! - [`validate`]: create and patch bodies to `TaskSpec` / `TaskPatch`, with field-named errors.
 //!
 //! Modules here import each other one way only: `error`, `bounds` and `limits` import no rule,
