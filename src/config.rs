@@ -217,7 +217,7 @@ impl Default for RateLimitSettings {
     }
 }
 
-/// Per-user quotas and the bounds on a task's input (API.md, "Quotas").
+/// Per-user quotas and the bounds on a task's input (README, "Configuration").
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitSettings {

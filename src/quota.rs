@@ -1,4 +1,4 @@
-//! Per-user quotas (API.md, "Quotas"): how many active tasks a user may have, and how often a
+//! Per-user quotas (README, "Configuration"): how many active tasks a user may have, and how often a
 //! user's active schedules may fire together. A create, or a patch that changes a schedule,
 //! that would go past either is refused with 429 `quota_exceeded`, naming the figure.
 //!
@@ -276,7 +276,7 @@ impl Quotas {
         schedule.map_or(0.0, |s| self.rate_of(kind, cron, &s, now_ms))
     }
 
-    /// How many times a minute a task fires, as API.md's "Quotas" counts it.
+    /// How many times a minute a task fires, as the README's "Configuration" counts it.
     fn rate_of(
         &self,
         kind: TaskType,

@@ -9,7 +9,7 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub task_id: String,
     pub user_id: i64,
-    /// `interval`, `once` or `cron`. The column is `type` (API.md, "Storage"); the field
+    /// `interval`, `once` or `cron`. The column is `type` (README, "The API"); the field
     /// cannot be, `type` being a Rust keyword.
     #[sea_orm(column_name = "type")]
     pub task_type: String,

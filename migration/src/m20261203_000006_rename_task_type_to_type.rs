@@ -1,5 +1,5 @@
 //! Renames `tasks.task_type` to `type`, the name the design document and the API give it
-//! (API.md, "Storage"). A rename in place: every row keeps its value. SQLite (3.25 and later)
+//! (README, "The API"). A rename in place: every row keeps its value. SQLite (3.25 and later)
 //! and MySQL 8 / MariaDB 10.5.2 and later rename a column without rebuilding the table; no
 //! index names it.
 

@@ -1,4 +1,4 @@
-//! The API's edges as a hostile or careless client finds them (API.md, "Conventions"): every
+//! The API's edges as a hostile or careless client finds them (README, "The API"): every
 //! number range-checked, URLs that must name their host and carry no credentials, times
 //! bounded to what a schedule supports, a stable `code` per case, and 401 messages in our own
 //! words.

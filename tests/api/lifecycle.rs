@@ -1,5 +1,5 @@
-//! The life of a task against the contract (API.md: Task model, Stop conditions, States,
-//! Execution semantics, Endpoints): when it fires, how it retries, when it stops, what it
+//! The life of a task against the contract (README, "The API": the task, stop conditions, states,
+//! execution, endpoints): when it fires, how it retries, when it stops, what it
 //! sends, and what cancel, delete and patch do to it. Every test runs on SQLite and MariaDB.
 
 use std::sync::{Arc, Mutex};

@@ -1,4 +1,4 @@
-//! The OpenAPI document and the interactive docs (API.md, "Without a token"): the document is
+//! The OpenAPI document and the interactive docs (README, "The API"): the document is
 //! public OpenAPI 3.1, it and the server agree on every route, every `/api/v1` operation asks
 //! for the bearer token and documents its errors with the error body, the documented schemas
 //! have the fields the server really sends, and the Swagger UI is served from the binary.

@@ -1,4 +1,4 @@
-//! Per-user quotas (API.md, "Quotas"): a create or a schedule change that would take a user
+//! Per-user quotas (README, "Configuration"): a create or a schedule change that would take a user
 //! past `max_active_tasks_per_user` or `max_fires_per_minute_per_user` is refused with 429
 //! `quota_exceeded` naming the figure, admin tokens included, and a slot freed by a task that
 //! ends can be taken again.

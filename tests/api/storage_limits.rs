@@ -1,4 +1,4 @@
-//! Input that validation accepts is stored on every backend (API.md, "Conventions"): a task
+//! Input that validation accepts is stored on every backend (README, "Configuration"): a task
 //! with the largest value of every field is created and read back on SQLite and MariaDB
 //! alike, and one byte (or one item) more is refused with a 400 naming the field — never a
 //! 500 from a column that is too narrow.

@@ -1,5 +1,5 @@
-//! The API contract at the HTTP edge (API.md: Conventions, Authentication, Task model,
-//! Endpoints, Outbound safety): what a create accepts and refuses, who may see what, the shape
+//! The API contract at the HTTP edge (README, "The API": conventions, authentication, the
+//! task, endpoints, outbound safety): what a create accepts and refuses, who may see what, the shape
 //! of listings and of the task view, the outbound address check, the probes, and that a 201
 //! means the task is already in the database with its header values encrypted.
 
@@ -157,7 +157,7 @@ fn ids_of(list: &Value) -> Vec<String> {
 
 async fn the_design_documents_create_example_is_accepted_as_is(backend: Backend) {
     let app = spawn_app(backend).await;
-    // API.md's example verbatim, except the destination: the sink instead of api.example.com,
+    // The README's example verbatim, except the destination: the sink instead of api.example.com,
     // which does not resolve here.
     let example = json!({
         "user_id": 1001,
