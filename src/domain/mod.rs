@@ -8,14 +8,18 @@
 //! - [`schedule`]: interval, once and cron schedules (`Schedule`, `CronSchedule`), including the
 //!   daylight-saving and misfire rules.
 //! - [`stop`]: stop conditions and response matching.
+//! - [`run`]: one task's run state and the rules applied at each start, fire and attempt's end
+//!   (retries, `Retry-After`, completion, failure, misfire and overlap).
 //! - [`validate`]: create and patch bodies to `TaskSpec` / `TaskPatch`, with field-named errors.
 
 mod quartz;
+pub mod run;
 pub mod schedule;
 pub mod stop;
 pub mod task;
 pub mod validate;
 
+pub use run::{ExecutionRecord, TaskRun};
 pub use schedule::{CronSchedule, Schedule, ScheduleError};
 pub use stop::StopCondition;
 pub use task::*;
