@@ -24,7 +24,7 @@ pub use self::pacer::{CatchUpPacer, CATCH_UP_MAX_DELAY, CATCH_UP_SPACING};
 use super::dispatch::{Dispatcher, ExecError, Execute, OutboundRequest, Outcome};
 use super::outbox::Outbox;
 use super::wheel::{Deregister, Fire, Register, WheelOp};
-use crate::domain::run::{AttemptOutcome, FireAction, StartDecision, Verdict};
+use crate::domain::run::{AttemptOutcome, FireAction, StartDecision, Verdict, MAX_RETRY_AFTER_MS};
 use crate::domain::{ExecutionRecord, TaskRun, TaskStatus};
 use crate::metrics::{self, ActorKind};
 use crate::store::{ActiveTask, Store, Write};
@@ -358,7 +358,7 @@ impl TaskActor {
                     return;
                 }
                 if let Some(asked) = capped_from {
-                    tracing::warn!(%task_id, scheduled_ms = slot, attempt, retry_after_ms = asked, waiting_ms = crate::domain::run::MAX_RETRY_AFTER_MS, "Retry-After capped");
+                    tracing::warn!(%task_id, scheduled_ms = slot, attempt, retry_after_ms = asked, waiting_ms = MAX_RETRY_AFTER_MS, "Retry-After capped");
                 }
                 metrics::retry_scheduled();
                 ctx.run_later(Duration::from_millis(after_ms), |act, ctx| {
