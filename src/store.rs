@@ -17,7 +17,8 @@ use uuid::Uuid;
 use crate::crypto::{Cipher, CryptoError, Sealed};
 use crate::domain::validate::{parse_create_within, InputLimits};
 use crate::domain::{
-    FieldError, Schedule, ScheduleError, StopCondition, TaskSpec, TaskStatus, TaskType,
+    ExecutionRecord, FieldError, Schedule, ScheduleError, StopCondition, TaskSpec, TaskStatus,
+    TaskType,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -683,7 +684,8 @@ pub enum Write {
         execution_count: i64,
         consecutive_failures: i64,
     },
-    Log(Box<task_logs::Model>),
+    /// One execution attempt's record; its row is built here, at the edge ([`log_row`]).
+    Log(Box<ExecutionRecord>),
     DeleteTask {
         task_id: String,
     },
@@ -814,7 +816,7 @@ pub async fn apply_write<C: ConnectionTrait>(db: &C, w: &Write) -> Result<u64, D
             Some(row) => advance_many(db, &[row]).await,
             None => Ok(0),
         },
-        Write::Log(m) => insert_logs(db, std::slice::from_ref(&**m)).await,
+        Write::Log(r) => insert_logs(db, &[log_row(r)]).await,
         Write::DeleteTask { task_id } => {
             task_logs::Entity::delete_many()
                 .filter(task_logs::Column::TaskId.eq(task_id.clone()))
@@ -981,6 +983,22 @@ pub async fn advance_many<C: ConnectionTrait>(
         .exec(db)
         .await?;
     Ok(r.rows_affected)
+}
+
+/// The `task_logs` row of an execution record, under a new time-ordered id.
+pub fn log_row(r: &ExecutionRecord) -> task_logs::Model {
+    task_logs::Model {
+        log_id: Uuid::now_v7().to_string(),
+        user_id: r.user_id,
+        task_id: r.task_id.to_string(),
+        scheduled_time: r.scheduled_ms,
+        attempt: r.attempt as i32,
+        http_status: r.http_status.map(i32::from),
+        error: r.error.clone(),
+        duration_ms: r.duration_ms,
+        response_body: r.response_body.clone(),
+        created_at: r.created_at_ms,
+    }
 }
 
 /// Inserts log rows in one statement. A row for an attempt that is already recorded (a slot

@@ -20,7 +20,9 @@ use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use tokio::sync::oneshot;
 
 use crate::metrics::{self, ActorKind};
-use crate::store::{advance_many, apply_write, held_partitions, insert_logs, AdvanceRow, Write};
+use crate::store::{
+    advance_many, apply_write, held_partitions, insert_logs, log_row, AdvanceRow, Write,
+};
 
 /// How long the first write a client waits for gathers company.
 const GATHER: Duration = Duration::from_millis(2);
@@ -321,7 +323,7 @@ async fn apply_batch(db: &DatabaseConnection, batch: Vec<Item>, fence: Option<&F
         let logs: Vec<_> = writes
             .iter()
             .filter_map(|(w, _)| match w {
-                Write::Log(m) => Some((**m).clone()),
+                Write::Log(r) => Some(log_row(r)),
                 _ => None,
             })
             .collect();

@@ -11,6 +11,8 @@
 //! - [`cron`]: cron expressions (`CronSchedule`): one model of the cron fields, the Quartz and
 //!   crontab dialects, and the fire times with the daylight-saving rules.
 //! - [`stop`]: stop conditions and response matching.
+//! - [`run`]: one task's run state and the rules applied at each start, fire and attempt's end
+//!   (retries, `Retry-After`, completion, failure, misfire and overlap).
 //! - [`bounds`]: the range of times a task may name.
 //! - [`limits`]: how large each stored field may be, set against the columns that hold it:
 //!   the bounds validation checks and `[limits]` defaults to.
@@ -23,6 +25,7 @@ pub mod bounds;
 pub mod cron;
 pub mod error;
 pub mod limits;
+pub mod run;
 pub mod schedule;
 pub mod stop;
 pub mod task;
@@ -30,6 +33,7 @@ pub mod validate;
 
 pub use cron::CronSchedule;
 pub use error::{FieldError, ScheduleError};
+pub use run::{ExecutionRecord, TaskRun};
 pub use schedule::Schedule;
 pub use stop::StopCondition;
 pub use task::*;

@@ -325,29 +325,6 @@ async fn a_failed_attempt_is_retried_with_growing_backoff_under_one_webhook_id(b
     shut_down(app).await;
 }
 
-async fn with_no_retries_each_execution_is_attempted_exactly_once(backend: Backend) {
-    let app = spawn_app(backend).await;
-    app.sink.default_reply("/no-retry", Reply::status(500));
-    let mut body = interval_task(&app, "/no-retry", 1);
-    body["retry"] = json!({"max_retries": 0});
-    body["stop_condition"] = json!({"max_cnt": 2});
-    let id = app.create_task(body).await;
-
-    let v = wait_final(&app, &id).await;
-    assert_eq!(
-        v["status"], "completed",
-        "max_cnt counts failed executions: {v}"
-    );
-    assert_eq!(v["execution_count"], 2, "{v}");
-    let logs = sorted_logs(&app, &id).await;
-    assert_eq!(logs.len(), 2, "one attempt per execution: {logs:?}");
-    assert_eq!(attempts(&logs), vec![1, 1]);
-    assert_eq!(statuses(&logs), vec![json!(500), json!(500)]);
-    assert_ne!(logs[0]["scheduled_time"], logs[1]["scheduled_time"]);
-    assert_eq!(app.sink.count("/no-retry"), 2);
-    shut_down(app).await;
-}
-
 // ---- 4. a once task that never succeeds ------------------------------------------------------
 
 async fn a_once_task_that_always_fails_ends_failed_after_four_attempts(backend: Backend) {
@@ -424,21 +401,6 @@ async fn a_dotted_response_match_reaches_into_nested_objects(backend: Backend) {
     assert_eq!(v["status"], "completed", "{v}");
     assert_eq!(v["execution_count"], 2, "{v}");
     assert_eq!(app.sink.count("/dotted"), 2);
-    shut_down(app).await;
-}
-
-async fn max_failures_fails_a_recurring_task_after_consecutive_failed_executions(backend: Backend) {
-    let app = spawn_app(backend).await;
-    app.sink.default_reply("/max-failures", Reply::status(500));
-    let mut body = interval_task(&app, "/max-failures", 1);
-    body["retry"] = json!({"max_retries": 0});
-    body["stop_condition"] = json!({"max_failures": 2});
-    let id = app.create_task(body).await;
-
-    let v = wait_final(&app, &id).await;
-    assert_eq!(v["status"], "failed", "{v}");
-    assert_eq!(v["execution_count"], 2, "{v}");
-    assert_eq!(app.sink.count("/max-failures"), 2);
     shut_down(app).await;
 }
 
@@ -1057,12 +1019,10 @@ on_both_backends!(
     interval_tasks_fire_on_a_grid_anchored_at_their_start_time,
     the_create_response_gives_the_first_run_of_each_schedule_type,
     a_failed_attempt_is_retried_with_growing_backoff_under_one_webhook_id,
-    with_no_retries_each_execution_is_attempted_exactly_once,
     a_once_task_that_always_fails_ends_failed_after_four_attempts,
     max_cnt_completes_a_task_after_that_many_executions,
     a_matching_response_completes_the_task,
     a_dotted_response_match_reaches_into_nested_objects,
-    max_failures_fails_a_recurring_task_after_consecutive_failed_executions,
     end_time_completes_a_task_with_no_fire_after_it,
     a_new_task_is_pending_and_runs_after_its_first_execution,
     a_fire_due_while_the_previous_execution_is_in_flight_is_skipped_and_logged,
