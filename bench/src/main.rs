@@ -9,10 +9,10 @@
 //! to `<out>/results.json`; lateness histograms to `<out>/*.png`. The figures assert nothing.
 //!
 //! ```text
-//! cargo run --release --bin tickwheel-bench               # every scenario (about 15 minutes)
-//! cargo run --release --bin tickwheel-bench -- --quick    # small sizes, under a minute
-//! cargo run --release --bin tickwheel-bench -- aligned peer
-//! cargo run --release --bin tickwheel-bench -- precision --tasks 2000 --period 1 --duration 10 --shape spread
+//! cargo run --release -p tickwheel-bench               # every scenario (about 15 minutes)
+//! cargo run --release -p tickwheel-bench -- --quick    # small sizes, under a minute
+//! cargo run --release -p tickwheel-bench -- aligned peer
+//! cargo run --release -p tickwheel-bench -- precision --tasks 2000 --period 1 --duration 10 --shape spread
 //! ```
 
 mod api;

@@ -8,8 +8,8 @@
 //! between the clients so that a machine whose speed drifts treats them alike.
 //!
 //! ```text
-//! cargo run --release --bin tickwheel-clients
-//! cargo run --release --bin tickwheel-clients -- --requests 50000 --rounds 5
+//! cargo run --release -p tickwheel-bench --bin tickwheel-clients
+//! cargo run --release -p tickwheel-bench --bin tickwheel-clients -- --requests 50000 --rounds 5
 //! ```
 
 #[path = "../sink.rs"]
