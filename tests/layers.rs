@@ -187,7 +187,10 @@ fn no_handler_depends_on_the_openapi_assembly() {
             offenders.push(name);
         }
     }
-    assert!(offenders.is_empty(), "handlers importing docs.rs: {offenders:?}");
+    assert!(
+        offenders.is_empty(),
+        "handlers importing docs.rs: {offenders:?}"
+    );
 }
 
 #[test]

@@ -13,10 +13,10 @@ use crate::actors::task::Stop;
 use crate::auth::Principal;
 use crate::cluster::redis::{ChangeKind, Changed, QueueOp};
 use crate::domain::validate::{parse_create_within, parse_patch_within};
-use crate::domain::{apply_patch, FieldError, Schedule, TaskStatus};
+use crate::domain::{anchor_for, apply_patch, schedule_of, FieldError, Schedule, TaskStatus};
 use crate::net::{check_url, OutboundError};
 use crate::quota::QuotaError;
-use crate::store::{anchor_for, schedule_of, ActiveTask, ScheduleRow, Write};
+use crate::store::{ActiveTask, RowState, ScheduleRow, Write};
 use crate::time::{now_ms, to_rfc3339};
 
 /// How many times a state change is retried when a concurrent change bumped the version.
@@ -157,16 +157,9 @@ pub async fn create(
     let anchor = anchor_for(&spec, now);
     let schedule = schedule_of(&spec, anchor).map_err(|e| ApiError::from(FieldError::from(e)))?;
     let next = Some(first_run(&schedule, now)?);
-    let model = state.store.model_for(
-        task_id,
-        &spec,
-        anchor,
-        TaskStatus::Pending,
-        next,
-        1,
-        now,
-        now,
-    )?;
+    let model = state
+        .store
+        .model_for(task_id, &spec, anchor, &RowState::created(next, now))?;
     // Reserves the task's share of the user's quota; given back if the insert fails.
     let permit = state
         .quotas
@@ -368,18 +361,16 @@ pub async fn patch(
                 schedule_of(&spec, anchor).map_err(|e| ApiError::from(FieldError::from(e)))?;
             (anchor, schedule, m.next_run_time)
         };
-        let mut model = state.store.model_for(
-            task_id,
-            &spec,
-            anchor,
+        let row = RowState {
             status,
-            next,
-            m.version + 1,
-            m.created_at,
-            now,
-        )?;
-        model.execution_count = m.execution_count;
-        model.consecutive_failures = m.consecutive_failures;
+            next_run_time: next,
+            execution_count: m.execution_count,
+            consecutive_failures: m.consecutive_failures,
+            version: m.version + 1,
+            created_at: m.created_at,
+            updated_at: now,
+        };
+        let model = state.store.model_for(task_id, &spec, anchor, &row)?;
         let permit = if reschedule {
             let old = ScheduleRow::of(&m);
             Some(

@@ -1,5 +1,6 @@
-//! The task model: a validated task definition (`TaskSpec`), its enums, and the retry backoff
-//! rule shared by every executor.
+//! The task model: a validated task definition (`TaskSpec`), its enums, the retry backoff
+//! rule shared by every executor, and the anchor and schedule a definition gets (the API
+//! computes them on create and patch; the store rebuilds the schedule from a stored anchor).
 
 use std::fmt;
 
@@ -7,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::stop::StopCondition;
+use super::{Schedule, ScheduleError};
 
 /// How a task is scheduled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,6 +214,29 @@ pub fn backoff_delay_ms(base_ms: u64, n: u32, jitter_unit: f64) -> u64 {
     }
 }
 
+/// The schedule of a task whose anchor (`start_time` column) is `anchor_ms`.
+pub fn schedule_of(spec: &TaskSpec, anchor_ms: i64) -> Result<Schedule, ScheduleError> {
+    Schedule::build(
+        spec.task_type,
+        spec.interval_seconds,
+        spec.cron_expression.as_deref(),
+        spec.timezone.as_deref(),
+        anchor_ms,
+    )
+}
+
+/// The anchor a new schedule gets at `now_ms`: the user's `start_time` when it is in the
+/// future (or, for `once` and `cron`, whenever given), else now.
+pub fn anchor_for(spec: &TaskSpec, now_ms: i64) -> i64 {
+    let start = spec.start_time.map(|t| t.timestamp_millis());
+    match (spec.task_type, start) {
+        (TaskType::Interval, Some(s)) if s > now_ms => s,
+        (TaskType::Interval, _) => now_ms,
+        (_, Some(s)) => s,
+        (_, None) => now_ms,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,5 +316,53 @@ mod tests {
     #[test]
     fn a_zeroth_retry_is_treated_as_the_first() {
         assert_eq!(backoff_delay_ms(1000, 0, 0.5), 1000);
+    }
+
+    fn spec_starting(task_type: TaskType, start_ms: Option<i64>) -> TaskSpec {
+        TaskSpec {
+            user_id: 1,
+            task_type,
+            http_endpoint: url::Url::parse("https://example.com/hook").unwrap(),
+            method: Method::Post,
+            headers: Vec::new(),
+            body: None,
+            interval_seconds: (task_type == TaskType::Interval).then_some(60),
+            cron_expression: None,
+            timezone: None,
+            start_time: start_ms.and_then(DateTime::from_timestamp_millis),
+            stop_condition: StopCondition::default(),
+            retry: RetryOverride::default(),
+        }
+    }
+
+    #[test]
+    fn an_interval_task_is_anchored_at_its_start_time_only_when_that_is_in_the_future() {
+        let now = 1_700_000_000_000;
+        let later = spec_starting(TaskType::Interval, Some(now + 5_000));
+        assert_eq!(anchor_for(&later, now), now + 5_000);
+        let earlier = spec_starting(TaskType::Interval, Some(now - 5_000));
+        assert_eq!(anchor_for(&earlier, now), now);
+        assert_eq!(
+            anchor_for(&spec_starting(TaskType::Interval, None), now),
+            now
+        );
+    }
+
+    #[test]
+    fn once_and_cron_tasks_keep_a_start_time_even_in_the_past() {
+        let now = 1_700_000_000_000;
+        for task_type in [TaskType::Once, TaskType::Cron] {
+            let earlier = spec_starting(task_type, Some(now - 5_000));
+            assert_eq!(anchor_for(&earlier, now), now - 5_000);
+            assert_eq!(anchor_for(&spec_starting(task_type, None), now), now);
+        }
+    }
+
+    #[test]
+    fn an_interval_schedule_counts_from_its_anchor() {
+        let anchor = 1_700_000_000_000;
+        let schedule = schedule_of(&spec_starting(TaskType::Interval, None), anchor).unwrap();
+        assert_eq!(schedule.first_run(anchor - 1), Some(anchor));
+        assert_eq!(schedule.next_after(anchor + 1), Some(anchor + 60_000));
     }
 }

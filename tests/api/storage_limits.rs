@@ -3,8 +3,8 @@
 //! alike, and one byte (or one item) more is refused with a 400 naming the field — never a
 //! 500 from a column that is too narrow.
 
-use tickwheel::domain::limits::{MAX_MATCH_KEYS, MAX_MATCH_KEY_BYTES, MAX_MATCH_VALUE_BYTES};
 use serde_json::{json, Value};
+use tickwheel::domain::limits::{MAX_MATCH_KEYS, MAX_MATCH_KEY_BYTES, MAX_MATCH_VALUE_BYTES};
 
 use crate::helpers::*;
 use crate::on_both_backends;

@@ -1,0 +1,59 @@
+//! The storage edge: connecting, migrating, the reads the API makes straight on the pool, the
+//! conversions between SeaORM models and the domain, and the writes. Writes go through the
+//! `PersistenceActor` (see `actors::persistence`), which calls [`apply_write`] and the batched
+//! forms beside it.
+//!
+//! - `connection`: the pool, the migrations, the private SQLite file, the key-check sample.
+//! - `reads`: the queries on the pool (tasks, logs, counts, pages, partition owners).
+//! - `codec`: rows to domain types and back ([`ActiveTask`], [`RowState`], header sealing).
+//! - `writes`: [`Write`] and how it is applied, batched advances and logs, partition claims.
+
+use std::sync::Arc;
+
+use sea_orm::{DatabaseConnection, DbErr};
+
+use crate::crypto::{Cipher, CryptoError};
+use crate::domain::TaskStatus;
+
+mod codec;
+mod connection;
+mod reads;
+mod writes;
+
+pub use codec::{ActiveTask, RowState, ScheduleRow};
+pub use connection::{connect, connect_with, migrate, sealed_sample, sqlite_file};
+pub use reads::tasks_page_query;
+pub use writes::{
+    advance_many, apply_write, held_partitions, insert_logs, log_row, AdvanceRow, Write,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    #[error("stored task {task_id} cannot be decrypted: {source}")]
+    Crypto {
+        task_id: String,
+        source: CryptoError,
+    },
+    #[error("stored task {task_id} is corrupt: {reason}")]
+    Corrupt { task_id: String, reason: String },
+}
+
+/// Read access to tasks and logs, plus the cipher for header columns.
+#[derive(Clone)]
+pub struct Store {
+    pub db: DatabaseConnection,
+    pub cipher: Arc<Cipher>,
+}
+
+impl Store {
+    pub fn new(db: DatabaseConnection, cipher: Arc<Cipher>) -> Self {
+        Self { db, cipher }
+    }
+}
+
+/// The names of the active states, as stored in the `status` column.
+fn active_names() -> [&'static str; 2] {
+    TaskStatus::ACTIVE.map(TaskStatus::as_str)
+}
