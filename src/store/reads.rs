@@ -74,7 +74,7 @@ impl Store {
     }
 
     /// How many of the user's tasks count against `max_active_tasks_per_user`: the pending
-    /// and running ones (a paused state, where there is one, counts too: API.md, "Quotas").
+    /// and running ones (a paused state, where there is one, counts too: README, "Configuration").
     pub async fn count_active(&self, user_id: i64) -> Result<u64, StoreError> {
         Ok(tasks::Entity::find()
             .filter(tasks::Column::UserId.eq(user_id))
