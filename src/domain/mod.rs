@@ -10,6 +10,7 @@
 //! - [`stop`]: stop conditions and response matching.
 //! - [`validate`]: create and patch bodies to `TaskSpec` / `TaskPatch`, with field-named errors.
 
+pub mod partition;
 mod quartz;
 pub mod schedule;
 pub mod stop;
