@@ -13,11 +13,11 @@ use anyhow::Context as _;
 use secrecy::ExposeSecret;
 
 use crate::actors::dispatch::{Dispatcher, HttpWorker, WorkerSettings};
+use crate::actors::fence::ClusterFence;
 use crate::actors::outbox::Outbox;
 use crate::actors::persistence::{Fence, Flush, Persist, PersistenceActor};
-use crate::actors::registry::{
-    AwaitHandOver, DrainAll, Recover, RegistryCluster, RegistryDeps, TaskRegistry,
-};
+use crate::actors::registry::{AwaitHandOver, DrainAll, Recover, RegistryCluster, TaskRegistry};
+use crate::actors::task::{CatchUpPacer, TaskDeps};
 use crate::actors::wheel::{TimingWheel, WheelOp, WheelOps};
 use crate::api::metrics::MetricsState;
 use crate::api::{self, AppState};
@@ -279,30 +279,41 @@ impl Application {
         let task_cluster = match (&redis, &queue) {
             (Some(r), Some(q)) => {
                 let q = q.clone();
-                Some(Arc::new(TaskCluster {
-                    lease: lease.clone(),
-                    redis: r.clone(),
-                    queue: Outbox::new(Duration::from_millis(20), move |ops| q.push(ops)),
-                    partitions: cs.partitions,
-                }))
+                let outbox = Outbox::new(Duration::from_millis(20), move |ops| q.push(ops));
+                let fence: Arc<dyn ClusterFence> = Arc::new(TaskCluster::new(
+                    lease.clone(),
+                    r.clone(),
+                    cs.partitions,
+                    move |op| outbox.push(op),
+                ));
+                Some(fence)
             }
             _ => None,
         };
-        let registry = TaskRegistry::new(RegistryDeps {
-            wheel: wheel_outbox,
-            dispatcher,
-            persistence: persist_outbox.clone(),
-            store: store.clone(),
-            default_max_retries: h.max_retries,
-            default_backoff_ms: h.backoff_base_ms,
-            partitions: cs.partitions,
-            task_cluster: task_cluster.clone(),
-            cluster: identity.as_ref().map(|id| RegistryCluster {
-                owner: id.owner.clone(),
-                persistence: persistence.clone(),
-            }),
-        })
-        .start();
+        let registry_cluster = identity.as_ref().map(|id| RegistryCluster {
+            owner: id.owner.clone(),
+            persistence: persistence.clone(),
+        });
+        let registry = {
+            let persistence = persist_outbox.clone();
+            let store = store.clone();
+            let partitions = cs.partitions;
+            TaskRegistry::create(move |ctx| {
+                // Task actors tell the registry that their task finished.
+                let deps = Arc::new(TaskDeps {
+                    wheel: wheel_outbox,
+                    dispatcher,
+                    persistence,
+                    registry: ctx.address().recipient(),
+                    store,
+                    default_max_retries: h.max_retries,
+                    default_backoff_ms: h.backoff_base_ms,
+                    cluster: task_cluster,
+                    pacer: CatchUpPacer::default(),
+                });
+                TaskRegistry::new(deps, partitions, registry_cluster)
+            })
+        };
 
         let membership = match (&identity, &redis) {
             (Some(id), Some(redis)) => {
@@ -322,9 +333,9 @@ impl Application {
                     session_timeout: Duration::from_millis(cs.session_timeout_ms),
                     partitions: cs.partitions,
                 };
-                let registry = registry.clone();
+                let owned = registry.clone().recipient();
                 let lease = lease.clone();
-                Some(Membership::new(ms, registry, lease).start())
+                Some(Membership::new(ms, owned, lease).start())
             }
             _ => None,
         };

@@ -447,7 +447,7 @@ impl Dispatcher {
         if self.workers.is_empty() {
             return None;
         }
-        let h = crate::cluster::partition_of(task_id, 256) as usize;
+        let h = crate::domain::partition::partition_of(task_id, 256) as usize;
         self.workers.get(h % self.workers.len())
     }
 

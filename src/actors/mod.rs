@@ -22,6 +22,7 @@
 //!   schedule advances and state changes, and answers the API's writes once committed.
 
 pub mod dispatch;
+pub mod fence;
 pub mod outbox;
 pub mod persistence;
 pub mod registry;

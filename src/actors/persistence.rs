@@ -76,7 +76,7 @@ impl Fence {
         w.fenced_task().map(|id| {
             uuid::Uuid::parse_str(id)
                 .ok()
-                .map(|u| crate::cluster::partition_of(u, self.partitions))
+                .map(|u| crate::domain::partition::partition_of(u, self.partitions))
         })
     }
 }

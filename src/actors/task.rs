@@ -52,7 +52,7 @@ pub struct TaskDeps {
     pub default_max_retries: u32,
     pub default_backoff_ms: u64,
     /// Cluster mode: the lease and the Redis guard every fire goes through.
-    pub cluster: Option<Arc<crate::cluster::TaskCluster>>,
+    pub cluster: Option<Arc<dyn super::fence::ClusterFence>>,
     /// Spreads the node's catch-up fires out (see [`CatchUpPacer`]).
     pub pacer: CatchUpPacer,
 }
@@ -88,7 +88,7 @@ pub struct TaskActor {
 impl TaskActor {
     pub fn new(deps: Arc<TaskDeps>, mut task: ActiveTask) -> Self {
         let request = outbound(&mut task, &deps.dispatcher);
-        let session = deps.cluster.as_ref().map_or(0, |c| c.lease.session());
+        let session = deps.cluster.as_ref().map_or(0, |c| c.session());
         let (task_id, user_id, status) = (task.task_id, task.spec.user_id, task.status);
         let (rules, progress) = run_parts(task, &deps);
         Self {
@@ -200,7 +200,7 @@ impl TaskActor {
                 .deps
                 .cluster
                 .as_ref()
-                .is_some_and(|c| c.lease.session() != self.session);
+                .is_some_and(|c| c.session() != self.session);
             if lost {
                 // The session is gone: another node runs the task now.
                 self.drop_in_flight(false);
@@ -578,7 +578,7 @@ impl TaskActor {
                     w.sending = true;
                 }
                 ctx.spawn(
-                    async move { guard.redis.take_guard(task_id, slot).await }
+                    async move { guard.take_guard(task_id, slot).await }
                         .into_actor(self)
                         .map(move |taken, act, ctx| act.guarded(slot, taken, ctx)),
                 );
@@ -593,14 +593,14 @@ impl TaskActor {
         self.deps
             .cluster
             .as_ref()
-            .is_none_or(|g| g.lease.valid_for(self.session))
+            .is_none_or(|g| g.valid_for(self.session))
     }
 
     /// The guard of `slot` was asked for: send it if taken (or if Redis could not say).
     fn guarded(
         &mut self,
         slot: i64,
-        taken: Result<bool, crate::cluster::redis::RedisError>,
+        taken: Result<bool, super::fence::FenceError>,
         ctx: &mut Context<Self>,
     ) {
         if self.run.is_ended() || !self.run.is_current(slot, 1) {

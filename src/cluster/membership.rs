@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use zookeeper_client as zk;
 
-use super::{assign, Lease};
-use crate::actors::registry::{Owned, TaskRegistry};
+use super::Lease;
+use crate::actors::registry::Owned;
+use crate::domain::partition::assign;
 use crate::metrics::{self, ActorKind};
 
 /// A member as its znode describes it.
@@ -81,7 +82,8 @@ pub struct MembershipSettings {
 
 pub struct Membership {
     settings: MembershipSettings,
-    registry: Addr<TaskRegistry>,
+    /// The registry: which partitions this node owns.
+    registry: Recipient<Owned>,
     lease: Arc<Lease>,
     members: Vec<Member>,
     /// Per partition, the index of its owner in `members`.
@@ -95,7 +97,7 @@ pub struct Membership {
 impl Membership {
     pub fn new(
         settings: MembershipSettings,
-        registry: Addr<TaskRegistry>,
+        registry: Recipient<Owned>,
         lease: Arc<Lease>,
     ) -> Self {
         Self {

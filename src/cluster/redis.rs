@@ -12,9 +12,9 @@ use bb8_redis::redis::aio::MultiplexedConnection;
 use bb8_redis::redis::{self, AsyncCommands};
 use bb8_redis::{bb8, RedisConnectionManager};
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use crate::actors::registry::{ChangeKind, Changed, Resubscribed};
 use crate::metrics::{self, ActorKind};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,33 +30,6 @@ pub enum RedisError {
 /// How long a fire waits for its guard before firing without it: Redis is a second line of
 /// defence, never a reason to miss a slot.
 const GUARD_WAIT: Duration = Duration::from_millis(500);
-
-/// What a change notice says happened to a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChangeKind {
-    /// Created or redefined: the owner (re)loads it from the database.
-    Upsert,
-    /// Cancelled or deleted: the owner stops its actor.
-    Stop,
-}
-
-/// A change made through one node's API, for the task's owner.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Message)]
-#[rtype(result = "()")]
-pub struct Changed {
-    /// The sending node's owner token; a node ignores its own notices.
-    pub origin: String,
-    pub task_id: Uuid,
-    pub kind: ChangeKind,
-    /// With `Upsert`: the task's next run was recomputed (take it from the row).
-    pub reschedule: bool,
-}
-
-/// The notice subscription was (re)established: notices may have been lost meanwhile.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Resubscribed;
 
 /// A change to the pending queue: per partition, a sorted set of (task id, next run) kept by
 /// the partition's owner (and by the API node for creations and removals), and the set of
