@@ -1,4 +1,6 @@
-//! `/api/v1/tasks…`: create, view, patch, cancel, delete and the execution history.
+//! `/api/v1/tasks…`: create, view, patch, cancel, delete and the execution history. Each
+//! handler parses the request, authorises the caller, calls the task service
+//! ([`crate::service::tasks`]) or the store, and answers with a view ([`super::views`]).
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
