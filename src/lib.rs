@@ -2,8 +2,9 @@
 //!
 //! The layout follows the architecture: `domain` (task model, schedules, stop conditions,
 //! validation — free of actix and SeaORM), `wheel` (the hierarchical timing wheel as a plain
-//! data structure), `actors` (registry, task, wheel, HTTP workers, persistence), `api` (thin
-//! REST handlers), `store` (the storage edge) and `startup` (wiring).
+//! data structure), `actors` (registry, task, wheel, HTTP workers, persistence), `service` (the task
+//! use cases: commit, activate, notify), `api` (thin REST handlers and the wire format),
+//! `store` (the storage edge) and `startup` (wiring).
 
 pub mod actors;
 pub mod api;
@@ -16,6 +17,7 @@ pub mod healthcheck;
 pub mod metrics;
 pub mod net;
 pub mod quota;
+pub mod service;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -3,8 +3,9 @@
 
 use actix_web::{web, HttpResponse};
 
+use super::views::{ClusterMember, ClusterView, ErrorBody};
 use super::{ApiError, AppState, Auth};
-use crate::cluster::membership::{ClusterView, GetView, MemberView};
+use crate::cluster::membership::GetView;
 
 /// The cluster as this node sees it.
 ///
@@ -16,11 +17,11 @@ use crate::cluster::membership::{ClusterView, GetView, MemberView};
     tag = "cluster",
     operation_id = "cluster_view",
     responses(
-        (status = 200, description = "This node and the live members", body = crate::api::docs::ClusterViewDoc,
+        (status = 200, description = "This node and the live members", body = ClusterView,
             example = json!({"node_id": "n1", "members": [{"node_id": "n1", "address": "127.0.0.1:8081", "partitions": [0, 3]}]})),
-        (status = 401, description = "Missing or invalid bearer token", body = crate::api::docs::ErrorBody),
-        (status = 403, description = "Not an admin token", body = crate::api::docs::ErrorBody),
-        (status = 500, description = "Server fault (the detail is logged, not sent)", body = crate::api::docs::ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Not an admin token", body = ErrorBody),
+        (status = 500, description = "Server fault (the detail is logged, not sent)", body = ErrorBody),
     ),
     security(("bearer_auth" = []))
 )]
@@ -33,11 +34,11 @@ pub async fn view(state: web::Data<AppState>, Auth(who): Auth) -> Result<HttpRes
     let view = match &state.cluster {
         Some(c) => {
             crate::metrics::sent(crate::metrics::ActorKind::Membership);
-            c.membership.send(GetView).await?
+            ClusterView::from(c.membership.send(GetView).await?)
         }
         None => ClusterView {
             node_id: state.node_id.clone(),
-            members: vec![MemberView {
+            members: vec![ClusterMember {
                 node_id: state.node_id.clone(),
                 address: state.address.clone(),
                 partitions: (0..state.partitions).collect(),

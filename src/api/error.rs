@@ -1,21 +1,26 @@
 //! The one error type of the REST API. Each variant has its stable code, and each code its
-//! HTTP status, from one table ([`ErrorCode`]); the body is always
-//! `{"status": "error", "code": …, "message": …}`. A client tells cases apart that share a
+//! HTTP status, from one table ([`ErrorCode`]: its variants, spelled in snake case on the wire
+//! and in the OpenAPI document alike); the body is always
+//! `{"status": "error", "code": …, "message": …}` ([`ErrorBody`]). A client tells cases apart that share a
 //! status by `code`: a missing task (`task_not_found`) from a missing route
 //! (`route_not_found`), a stale `If-Match` (`version_mismatch`) from a finished task
 //! (`invalid_state`).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::views::ErrorBody;
 use crate::domain::FieldError;
+use crate::service::tasks::TaskError;
 use crate::store::StoreError;
 
 /// A stable, machine-readable error code. The table of codes and their HTTP statuses is
-/// [`ErrorCode::status`]; the OpenAPI document lists them from this type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ToSchema)]
-#[schema(rename_all = "snake_case")]
+/// [`ErrorCode::status`]; the wire spelling is the variant's name in snake case, and the
+/// OpenAPI document lists the codes from this type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// 400: a field or parameter is wrong; the message names it.
     InvalidInput,
@@ -70,35 +75,21 @@ impl ErrorCode {
         ErrorCode::Internal,
     ];
 
-    /// The table: each code's HTTP status and its spelling on the wire.
-    pub fn table(self) -> (StatusCode, &'static str) {
-        match self {
-            ErrorCode::InvalidInput => (StatusCode::BAD_REQUEST, "invalid_input"),
-            ErrorCode::InvalidJson => (StatusCode::BAD_REQUEST, "invalid_json"),
-            ErrorCode::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            ErrorCode::TokenExpired => (StatusCode::UNAUTHORIZED, "token_expired"),
-            ErrorCode::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
-            ErrorCode::TaskNotFound => (StatusCode::NOT_FOUND, "task_not_found"),
-            ErrorCode::RouteNotFound => (StatusCode::NOT_FOUND, "route_not_found"),
-            ErrorCode::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            ErrorCode::VersionMismatch => (StatusCode::CONFLICT, "version_mismatch"),
-            ErrorCode::InvalidState => (StatusCode::CONFLICT, "invalid_state"),
-            ErrorCode::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            ErrorCode::UnsupportedMediaType => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-            }
-            ErrorCode::QuotaExceeded => (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"),
-            ErrorCode::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
-            ErrorCode::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        }
-    }
-
+    /// The table: each code's HTTP status.
     pub fn status(self) -> StatusCode {
-        self.table().0
-    }
-
-    pub fn as_str(self) -> &'static str {
-        self.table().1
+        match self {
+            ErrorCode::InvalidInput | ErrorCode::InvalidJson => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthorized | ErrorCode::TokenExpired => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::TaskNotFound | ErrorCode::RouteNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::VersionMismatch | ErrorCode::InvalidState => StatusCode::CONFLICT,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
     }
 }
 
@@ -174,17 +165,32 @@ impl ResponseError for ApiError {
             }
             other => other.to_string(),
         };
-        HttpResponse::build(code.status()).json(serde_json::json!({
-            "status": "error",
-            "code": code.as_str(),
-            "message": message,
-        }))
+        HttpResponse::build(code.status()).json(ErrorBody {
+            status: "error",
+            code,
+            message,
+        })
     }
 }
 
 impl From<FieldError> for ApiError {
     fn from(e: FieldError) -> Self {
         ApiError::InvalidInput(e.to_string())
+    }
+}
+
+impl From<TaskError> for ApiError {
+    fn from(e: TaskError) -> Self {
+        match e {
+            TaskError::NotFound => ApiError::TaskNotFound,
+            TaskError::Invalid(message) => ApiError::InvalidInput(message),
+            TaskError::InvalidState(message) => ApiError::InvalidState(message),
+            TaskError::VersionMismatch(message) => ApiError::VersionMismatch(message),
+            TaskError::QuotaExceeded(message) => ApiError::QuotaExceeded(message),
+            TaskError::Store(e) => e.into(),
+            TaskError::Db(e) => e.into(),
+            TaskError::Mailbox(e) => e.into(),
+        }
     }
 }
 
@@ -212,10 +218,42 @@ mod tests {
 
     #[test]
     fn every_code_has_its_own_spelling() {
-        let mut names: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        let mut names: Vec<String> = ErrorCode::ALL
+            .iter()
+            .map(|c| {
+                serde_json::to_value(c)
+                    .expect("a code serializes")
+                    .to_string()
+            })
+            .collect();
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), ErrorCode::ALL.len());
+    }
+
+    #[test]
+    fn a_code_is_spelled_on_the_wire_as_its_name_in_snake_case() {
+        let spelled = |c: ErrorCode| serde_json::to_value(c).expect("a code serializes");
+        assert_eq!(spelled(ErrorCode::InvalidInput), "invalid_input");
+        assert_eq!(spelled(ErrorCode::TaskNotFound), "task_not_found");
+        assert_eq!(
+            spelled(ErrorCode::UnsupportedMediaType),
+            "unsupported_media_type"
+        );
+        assert_eq!(spelled(ErrorCode::Internal), "internal");
+    }
+
+    #[test]
+    fn an_error_body_is_status_code_message_in_that_order() {
+        let body = ApiError::TaskNotFound.error_response().into_body();
+        let bytes = actix_web::body::to_bytes(body);
+        let bytes = futures_util::FutureExt::now_or_never(bytes)
+            .expect("a complete body")
+            .expect("readable");
+        assert_eq!(
+            &bytes[..],
+            br#"{"status":"error","code":"task_not_found","message":"task not found"}"#
+        );
     }
 
     #[test]

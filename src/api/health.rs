@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 
 use actix_web::{web, HttpResponse};
 
+use super::views::{ErrorBody, ProbeStatus};
 use super::{ApiError, AppState};
 
 /// 200 while the process is up.
@@ -13,12 +14,12 @@ use super::{ApiError, AppState};
     tag = "probes",
     operation_id = "healthz",
     responses(
-        (status = 200, description = "The process is up", body = crate::api::docs::ProbeStatus,
+        (status = 200, description = "The process is up", body = ProbeStatus,
             example = json!({"status": "ok"})),
     )
 )]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+    HttpResponse::Ok().json(ProbeStatus { status: "ok" })
 }
 
 /// 200 once storage answers and recovery is done; 503 otherwise.
@@ -29,9 +30,9 @@ pub async fn healthz() -> HttpResponse {
     operation_id = "readyz",
     responses(
         (status = 200, description = "Storage answers and recovery is done",
-            body = crate::api::docs::ProbeStatus, example = json!({"status": "ready"})),
+            body = ProbeStatus, example = json!({"status": "ready"})),
         (status = 503, description = "Recovery in progress or storage unreachable",
-            body = crate::api::docs::ErrorBody),
+            body = ErrorBody),
     )
 )]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -43,5 +44,5 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         .ping()
         .await
         .map_err(|e| ApiError::NotReady(format!("storage unreachable: {e}")))?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
+    Ok(HttpResponse::Ok().json(ProbeStatus { status: "ready" }))
 }

@@ -1,12 +1,17 @@
-//! The REST API: thin handlers over the domain, the store and the actors.
+//! The REST API: thin handlers, each one parse → authorise → call → view. The calls are the
+//! task service ([`crate::service::tasks`]) for changes and the store for reads; what goes on
+//! the wire is [`views`] (sent) and [`requests`] (accepted), which the OpenAPI document
+//! ([`docs`]) lists.
 
 pub mod cluster;
 pub mod docs;
 pub mod error;
 pub mod health;
 pub mod metrics;
+pub mod requests;
 pub mod tasks;
 pub mod users;
+pub mod views;
 
 use std::future::{ready, Ready};
 use std::sync::atomic::AtomicBool;
@@ -21,6 +26,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::actors::persistence::PersistenceActor;
 use crate::actors::registry::TaskRegistry;
 use crate::auth::{self, Principal};
+use crate::service::tasks::{Notices, TaskService};
 use crate::store::Store;
 pub use error::ApiError;
 
@@ -44,6 +50,23 @@ pub struct AppState {
     /// This node's id (cluster mode) or `standalone`, and the address it serves on.
     pub node_id: String,
     pub address: String,
+}
+
+impl AppState {
+    /// The task use cases over this node's store, quotas and actors.
+    pub fn tasks(&self) -> TaskService<'_> {
+        TaskService::new(
+            &self.store,
+            &self.quotas,
+            &self.persistence,
+            &self.registry,
+            self.cluster.as_ref().map(|c| Notices {
+                redis: &c.redis,
+                queue: &c.queue,
+                partitions: self.partitions,
+            }),
+        )
+    }
 }
 
 #[derive(Clone)]

@@ -1,8 +1,8 @@
 //! `/api/v1/users/{user_id}/tasks…`: a user's tasks and their running count.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
 
+use super::views::{ErrorBody, RunningCount, TaskList, TaskSummary};
 use super::{paging, query_pairs, ApiError, AppState, Auth};
 use crate::auth::Principal;
 use crate::domain::TaskStatus;
@@ -32,17 +32,17 @@ fn parse_user(raw: &str, who: &Principal) -> Result<i64, ApiError> {
     operation_id = "list_user_tasks",
     params(
         ("user_id" = i64, Path, minimum = 0, description = "The user id"),
-        ("status" = Option<crate::api::docs::TaskStatus>, Query, description = "Only tasks in this state"),
+        ("status" = Option<super::requests::TaskStatus>, Query, description = "Only tasks in this state"),
         ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000,
             description = "Page size, 1 to 1000 (default 50)"),
         ("offset" = Option<u64>, Query, description = "Tasks to skip (default 0)"),
     ),
     responses(
-        (status = 200, description = "One page of the user's tasks", body = crate::api::docs::TaskList),
-        (status = 400, description = "`user_id` is not a user id, or an unknown `status`, or `limit`/`offset` out of range", body = crate::api::docs::ErrorBody),
-        (status = 401, description = "Missing or invalid bearer token", body = crate::api::docs::ErrorBody),
-        (status = 403, description = "Another user's list (non-admin token)", body = crate::api::docs::ErrorBody),
-        (status = 500, description = "Server fault (the detail is logged, not sent)", body = crate::api::docs::ErrorBody),
+        (status = 200, description = "One page of the user's tasks", body = TaskList),
+        (status = 400, description = "`user_id` is not a user id, or an unknown `status`, or `limit`/`offset` out of range", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Another user's list (non-admin token)", body = ErrorBody),
+        (status = 500, description = "Server fault (the detail is logged, not sent)", body = ErrorBody),
     ),
     security(("bearer_auth" = []))
 )]
@@ -69,19 +69,10 @@ pub async fn list(
         .store
         .list_user_tasks(user_id, status, limit, offset)
         .await?;
-    let tasks: Vec<_> = rows
-        .iter()
-        .map(|m| {
-            json!({
-                "task_id": m.task_id,
-                "status": m.status,
-                "type": m.task_type,
-                "http_endpoint": m.http_endpoint,
-                "next_run_time": m.next_run_time.map(to_rfc3339),
-            })
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "tasks": tasks, "total": total })))
+    Ok(HttpResponse::Ok().json(TaskList {
+        tasks: rows.iter().map(TaskSummary::from).collect(),
+        total,
+    }))
 }
 
 /// How many of a user's tasks are running.
@@ -94,11 +85,11 @@ pub async fn list(
         ("user_id" = i64, Path, minimum = 0, description = "The user id"),
     ),
     responses(
-        (status = 200, description = "The count", body = crate::api::docs::RunningCount),
-        (status = 400, description = "`user_id` is not a user id", body = crate::api::docs::ErrorBody),
-        (status = 401, description = "Missing or invalid bearer token", body = crate::api::docs::ErrorBody),
-        (status = 403, description = "Another user's tasks (non-admin token)", body = crate::api::docs::ErrorBody),
-        (status = 500, description = "Server fault (the detail is logged, not sent)", body = crate::api::docs::ErrorBody),
+        (status = 200, description = "The count", body = RunningCount),
+        (status = 400, description = "`user_id` is not a user id", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 403, description = "Another user's tasks (non-admin token)", body = ErrorBody),
+        (status = 500, description = "Server fault (the detail is logged, not sent)", body = ErrorBody),
     ),
     security(("bearer_auth" = []))
 )]
@@ -109,9 +100,9 @@ pub async fn running_count(
 ) -> Result<HttpResponse, ApiError> {
     let user_id = parse_user(&path, &who)?;
     let n = state.store.count_running(user_id).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "user_id": user_id,
-        "running_tasks": n,
-        "last_updated": to_rfc3339(now_ms()),
-    })))
+    Ok(HttpResponse::Ok().json(RunningCount {
+        user_id,
+        running_tasks: n,
+        last_updated: to_rfc3339(now_ms()),
+    }))
 }

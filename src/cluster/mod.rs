@@ -40,7 +40,7 @@ use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
 use crate::actors::fence::{ClusterFence, FenceError, Queued};
-pub use crate::domain::partition::partition_of;
+use crate::domain::partition::partition_of;
 
 /// What task actors and the registry use in cluster mode (as a [`ClusterFence`]): every fire
 /// goes through the node's lease, then the Redis guard; every next run goes to the

@@ -14,7 +14,7 @@ use bb8_redis::{bb8, RedisConnectionManager};
 use futures_util::StreamExt;
 use uuid::Uuid;
 
-pub use crate::actors::registry::{ChangeKind, Changed, Resubscribed};
+use crate::actors::registry::{Changed, Resubscribed};
 use crate::metrics::{self, ActorKind};
 
 #[derive(Debug, thiserror::Error)]

@@ -70,7 +70,7 @@ on_both_backends!(a_nodes_schedule_writes_apply_only_to_partitions_it_holds);
 async fn a_nodes_schedule_writes_apply_only_to_partitions_it_holds(backend: Backend) {
     use actix::Actor;
     use tickwheel::actors::persistence::{Commit, Fence, Flush, Persist, PersistenceActor};
-    use tickwheel::cluster::partition_of;
+    use tickwheel::domain::partition::partition_of;
     use tickwheel::domain::TaskStatus;
     use tickwheel::store::Write;
 

@@ -2,7 +2,7 @@
 //! the task id, modulo the partition count. The scenarios use the library's function; the
 //! test below holds it to the documented definition.
 
-pub use tickwheel::cluster::partition_of;
+pub use tickwheel::domain::partition::partition_of;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,348 @@
+//! The response side of the wire format: every JSON body the API sends is one of these types,
+//! and the OpenAPI document describes the same types, so the two cannot drift apart. Field
+//! order is the order on the wire; times are RFC 3339 UTC with milliseconds
+//! ([`to_rfc3339`]); stored strings (ids, enumerations) are sent as stored.
+
+use entities::{task_logs, tasks};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::error::ErrorCode;
+use super::requests::{HttpMethod, RetryPolicy, StopCondition, TaskStatus, TaskType};
+use crate::cluster::membership;
+use crate::time::to_rfc3339;
+
+/// `201 Created`: the task is committed.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "success", "task_id": "550e8400-e29b-41d4-a716-446655440000",
+    "next_run_time": "2025-04-22T10:00:20.000Z"}))]
+pub struct CreateTaskResponse {
+    /// Always `success`.
+    #[schema(value_type = String, example = "success")]
+    pub status: &'static str,
+    pub task_id: Uuid,
+    /// The first run.
+    #[schema(value_type = Option<DateTime<Utc>>, required = true)]
+    pub next_run_time: Option<String>,
+}
+
+impl CreateTaskResponse {
+    pub fn new(task_id: Uuid, next_run_time: Option<i64>) -> Self {
+        Self {
+            status: "success",
+            task_id,
+            next_run_time: next_run_time.map(to_rfc3339),
+        }
+    }
+}
+
+/// The latest execution attempt.
+#[derive(Serialize, ToSchema)]
+pub struct LastExecution {
+    /// When the attempt was recorded.
+    #[schema(value_type = DateTime<Utc>)]
+    pub timestamp: String,
+    /// The scheduled run it belongs to.
+    #[schema(value_type = DateTime<Utc>)]
+    pub scheduled_time: String,
+    /// 1 for the first attempt, n + 1 for the n-th retry.
+    #[schema(minimum = 1)]
+    pub attempt: i32,
+    /// The response status, `null` when no response came (see `error`).
+    #[schema(required = true)]
+    pub http_status: Option<i32>,
+    /// Why the attempt failed without a response, e.g. `timeout after 15000 ms`.
+    #[schema(required = true)]
+    pub error: Option<String>,
+    /// The response body as text, truncated to `http.max_response_bytes`.
+    #[schema(required = true)]
+    pub response_body: Option<String>,
+}
+
+impl From<&task_logs::Model> for LastExecution {
+    fn from(l: &task_logs::Model) -> Self {
+        Self {
+            timestamp: to_rfc3339(l.created_at),
+            scheduled_time: to_rfc3339(l.scheduled_time),
+            attempt: l.attempt,
+            http_status: l.http_status,
+            error: l.error.clone(),
+            response_body: l.response_body.clone(),
+        }
+    }
+}
+
+/// A task, as `GET`/`PATCH /api/v1/tasks/{task_id}` return it. Header values are never
+/// returned, only their names.
+#[derive(Serialize, ToSchema)]
+pub struct TaskView {
+    #[schema(value_type = Uuid)]
+    pub task_id: String,
+    pub user_id: i64,
+    #[serde(rename = "type")]
+    #[schema(value_type = TaskType)]
+    pub task_type: String,
+    #[schema(value_type = TaskStatus)]
+    pub status: String,
+    #[schema(format = "uri")]
+    pub http_endpoint: String,
+    #[schema(value_type = HttpMethod)]
+    pub method: String,
+    /// Header names as the user wrote them.
+    pub header_names: Vec<String>,
+    /// The request body, `null` when none.
+    #[schema(required = true)]
+    pub body: Option<Value>,
+    #[schema(required = true)]
+    pub interval_seconds: Option<i64>,
+    #[schema(required = true)]
+    pub cron_expression: Option<String>,
+    #[schema(required = true)]
+    pub timezone: Option<String>,
+    #[schema(value_type = Option<DateTime<Utc>>, required = true)]
+    pub start_time: Option<String>,
+    /// `{}` when the task has none.
+    #[schema(value_type = StopCondition)]
+    pub stop_condition: Value,
+    /// The task's own retry settings, `null` when it uses the defaults.
+    #[schema(value_type = Option<RetryPolicy>, required = true)]
+    pub retry: Option<Value>,
+    /// Executions so far (one scheduled fire with its retries).
+    pub execution_count: i64,
+    pub consecutive_failures: i64,
+    /// `null` before the first execution.
+    #[schema(required = true)]
+    pub last_execution: Option<LastExecution>,
+    #[schema(value_type = Option<DateTime<Utc>>, required = true)]
+    pub next_run_time: Option<String>,
+    /// Optimistic-lock version, for `If-Match`.
+    pub version: i64,
+    #[schema(value_type = DateTime<Utc>)]
+    pub created_at: String,
+    #[schema(value_type = DateTime<Utc>)]
+    pub updated_at: String,
+}
+
+/// A stored JSON column: `None` when absent, empty or not JSON (never the case for what the
+/// API wrote), or JSON `null`.
+fn stored_json(s: &Option<String>) -> Option<Value> {
+    s.as_deref()
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        .filter(|v| !v.is_null())
+}
+
+impl TaskView {
+    /// The view of a stored task, with its header names (already decrypted) and its latest
+    /// execution attempt.
+    pub fn new(
+        m: &tasks::Model,
+        header_names: Vec<String>,
+        last: Option<&task_logs::Model>,
+    ) -> Self {
+        Self {
+            task_id: m.task_id.clone(),
+            user_id: m.user_id,
+            task_type: m.task_type.clone(),
+            status: m.status.clone(),
+            http_endpoint: m.http_endpoint.clone(),
+            method: m.method.clone(),
+            header_names,
+            body: stored_json(&m.body),
+            interval_seconds: m.interval_seconds,
+            cron_expression: m.cron_expression.clone(),
+            timezone: m.timezone.clone(),
+            start_time: m.start_time.map(to_rfc3339),
+            stop_condition: stored_json(&m.stop_condition)
+                .unwrap_or_else(|| Value::Object(Default::default())),
+            retry: stored_json(&m.retry),
+            execution_count: m.execution_count,
+            consecutive_failures: m.consecutive_failures,
+            last_execution: last.map(LastExecution::from),
+            next_run_time: m.next_run_time.map(to_rfc3339),
+            version: m.version,
+            created_at: to_rfc3339(m.created_at),
+            updated_at: to_rfc3339(m.updated_at),
+        }
+    }
+}
+
+/// A task in a user's list.
+#[derive(Serialize, ToSchema)]
+pub struct TaskSummary {
+    #[schema(value_type = Uuid)]
+    pub task_id: String,
+    #[schema(value_type = TaskStatus)]
+    pub status: String,
+    #[serde(rename = "type")]
+    #[schema(value_type = TaskType)]
+    pub task_type: String,
+    #[schema(format = "uri")]
+    pub http_endpoint: String,
+    #[schema(value_type = Option<DateTime<Utc>>, required = true)]
+    pub next_run_time: Option<String>,
+}
+
+impl From<&tasks::Model> for TaskSummary {
+    fn from(m: &tasks::Model) -> Self {
+        Self {
+            task_id: m.task_id.clone(),
+            status: m.status.clone(),
+            task_type: m.task_type.clone(),
+            http_endpoint: m.http_endpoint.clone(),
+            next_run_time: m.next_run_time.map(to_rfc3339),
+        }
+    }
+}
+
+/// One page of a user's tasks.
+#[derive(Serialize, ToSchema)]
+pub struct TaskList {
+    pub tasks: Vec<TaskSummary>,
+    /// All matches, not just this page.
+    pub total: u64,
+}
+
+/// One execution attempt, or a scheduled run that was not sent.
+#[derive(Serialize, ToSchema)]
+pub struct LogEntry {
+    #[schema(value_type = Uuid)]
+    pub log_id: String,
+    #[schema(value_type = Uuid)]
+    pub task_id: String,
+    /// The scheduled run this attempt belongs to.
+    #[schema(value_type = DateTime<Utc>)]
+    pub scheduled_time: String,
+    /// When the attempt was recorded.
+    #[schema(value_type = DateTime<Utc>)]
+    pub timestamp: String,
+    /// 1 for the first attempt, n + 1 for the n-th retry; 0 for a scheduled run that was not
+    /// sent because the previous execution was still in flight (`error` says so).
+    #[schema(minimum = 0)]
+    pub attempt: i32,
+    /// The response status, `null` when no response came (see `error`).
+    #[schema(required = true)]
+    pub http_status: Option<i32>,
+    #[schema(required = true)]
+    pub error: Option<String>,
+    pub duration_ms: i64,
+    /// The response body as text, truncated to `http.max_response_bytes`.
+    #[schema(required = true)]
+    pub response_body: Option<String>,
+}
+
+impl From<&task_logs::Model> for LogEntry {
+    fn from(l: &task_logs::Model) -> Self {
+        Self {
+            log_id: l.log_id.clone(),
+            task_id: l.task_id.clone(),
+            scheduled_time: to_rfc3339(l.scheduled_time),
+            timestamp: to_rfc3339(l.created_at),
+            attempt: l.attempt,
+            http_status: l.http_status,
+            error: l.error.clone(),
+            duration_ms: l.duration_ms,
+            response_body: l.response_body.clone(),
+        }
+    }
+}
+
+/// One page of a task's execution attempts, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct LogsResponse {
+    pub logs: Vec<LogEntry>,
+    /// All attempts, not just this page.
+    pub total: u64,
+}
+
+/// How many of a user's tasks are `running`.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"user_id": 1001, "running_tasks": 5,
+    "last_updated": "2025-04-22T14:30:45.000Z"}))]
+pub struct RunningCount {
+    pub user_id: i64,
+    pub running_tasks: u64,
+    /// When the count was taken.
+    #[schema(value_type = DateTime<Utc>)]
+    pub last_updated: String,
+}
+
+/// A success with a message.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "success", "message": "Task stopped successfully"}))]
+pub struct MessageResponse {
+    /// Always `success`.
+    #[schema(value_type = String, example = "success")]
+    pub status: &'static str,
+    #[schema(value_type = String)]
+    pub message: &'static str,
+}
+
+impl MessageResponse {
+    pub fn success(message: &'static str) -> Self {
+        Self {
+            status: "success",
+            message,
+        }
+    }
+}
+
+/// The cluster as one node sees it.
+#[derive(Serialize, ToSchema)]
+pub struct ClusterView {
+    /// This node's id (`standalone` in single-node mode).
+    #[schema(example = "n1")]
+    pub node_id: String,
+    /// The live members, each with the partitions it owns.
+    pub members: Vec<ClusterMember>,
+}
+
+/// A live member of the cluster.
+#[derive(Serialize, ToSchema)]
+pub struct ClusterMember {
+    #[schema(example = "n1")]
+    pub node_id: String,
+    /// The address its API is reached at.
+    #[schema(example = "127.0.0.1:8081")]
+    pub address: String,
+    pub partitions: Vec<u32>,
+}
+
+impl From<membership::ClusterView> for ClusterView {
+    fn from(v: membership::ClusterView) -> Self {
+        Self {
+            node_id: v.node_id,
+            members: v
+                .members
+                .into_iter()
+                .map(|m| ClusterMember {
+                    node_id: m.node_id,
+                    address: m.address,
+                    partitions: m.partitions,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A probe's answer.
+#[derive(Serialize, ToSchema)]
+pub struct ProbeStatus {
+    /// `ok` (`/healthz`) or `ready` (`/readyz`).
+    #[schema(value_type = String, example = "ok")]
+    pub status: &'static str,
+}
+
+/// Every error.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "error", "code": "invalid_input",
+    "message": "interval_seconds: is required"}))]
+pub struct ErrorBody {
+    /// Always `error`.
+    #[schema(value_type = String, example = "error")]
+    pub status: &'static str,
+    pub code: ErrorCode,
+    /// What was wrong, naming the field.
+    pub message: String,
+}

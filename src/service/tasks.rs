@@ -1,0 +1,417 @@
+//! Changes to a task: create, redefine (patch), cancel, delete. Each one commits to storage
+//! first (a client told "done" finds the change in the database), then hands the task to its
+//! actor through the registry, then — in cluster mode — tells the task's owner and updates
+//! the pending queue. A redefinition or cancellation is an optimistic-locked write on the
+//! task's `version`: when a concurrent change wins the race, it is tried again on the fresh
+//! row, a few times. A change that raises the user's usage holds a quota reservation until
+//! its write has committed.
+//!
+//! The service reaches the actors only through the messages they accept (`Recipient`s), so
+//! tests drive it with an in-memory store and stand-in actors.
+
+use actix::{Addr, MailboxError, Recipient};
+use entities::tasks;
+use sea_orm::DbErr;
+use uuid::Uuid;
+
+use crate::actors::persistence::{Commit, PersistenceActor};
+use crate::actors::registry::{Activate, ChangeKind, Changed, Deactivate, Replace, TaskRegistry};
+use crate::actors::task::Stop;
+use crate::auth::Principal;
+use crate::cluster::redis::{ClusterRedis, QueueOp, QueueWriter};
+use crate::domain::validate::TaskPatch;
+use crate::domain::{
+    anchor_for, apply_patch, schedule_of, FieldError, Schedule, TaskSpec, TaskStatus,
+};
+use crate::quota::{QuotaError, Quotas};
+use crate::store::{ActiveTask, RowState, ScheduleRow, Store, StoreError, Write};
+use crate::time::now_ms;
+
+/// How many times a state change is retried when a concurrent change bumped the version.
+const CONFLICT_RETRIES: usize = 5;
+
+/// Why a change was refused or failed; `Display` is the message the client gets (except for
+/// the server faults, which are logged, never sent).
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// No such task, or one the caller may not see (never "forbidden": its existence is not
+    /// disclosed).
+    #[error("task not found")]
+    NotFound,
+    /// The change is invalid; the message names the field.
+    #[error("{0}")]
+    Invalid(String),
+    /// The task's state does not allow the change.
+    #[error("{0}")]
+    InvalidState(String),
+    /// `If-Match` is stale, or concurrent changes kept winning the race.
+    #[error("{0}")]
+    VersionMismatch(String),
+    /// A per-user quota would be exceeded; the message names the figure.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+    #[error("actor mailbox: {0}")]
+    Mailbox(#[from] MailboxError),
+}
+
+impl From<FieldError> for TaskError {
+    fn from(e: FieldError) -> Self {
+        TaskError::Invalid(e.to_string())
+    }
+}
+
+impl From<QuotaError> for TaskError {
+    fn from(e: QuotaError) -> Self {
+        match e {
+            QuotaError::Exceeded(message) => TaskError::QuotaExceeded(message),
+            QuotaError::Store(e) => TaskError::Store(e),
+        }
+    }
+}
+
+/// The registry, as the messages this service sends it.
+#[derive(Clone)]
+pub struct RegistryPort {
+    pub activate: Recipient<Activate>,
+    pub replace: Recipient<Replace>,
+    pub deactivate: Recipient<Deactivate>,
+}
+
+impl From<&Addr<TaskRegistry>> for RegistryPort {
+    fn from(registry: &Addr<TaskRegistry>) -> Self {
+        Self {
+            activate: registry.clone().recipient(),
+            replace: registry.clone().recipient(),
+            deactivate: registry.clone().recipient(),
+        }
+    }
+}
+
+/// Cluster mode: where change notices go and how task ids map to partitions.
+pub struct Notices<'a> {
+    pub redis: &'a ClusterRedis,
+    pub queue: &'a QueueWriter,
+    pub partitions: u32,
+}
+
+/// A committed creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Created {
+    pub task_id: Uuid,
+    pub next_run_time: Option<i64>,
+}
+
+/// The task use cases over one node's store, quotas and actors.
+pub struct TaskService<'a> {
+    pub store: &'a Store,
+    pub quotas: &'a Quotas,
+    pub persistence: Recipient<Commit>,
+    pub registry: RegistryPort,
+    /// `None` on a single node.
+    pub notices: Option<Notices<'a>>,
+}
+
+impl<'a> TaskService<'a> {
+    pub fn new(
+        store: &'a Store,
+        quotas: &'a Quotas,
+        persistence: &Addr<PersistenceActor>,
+        registry: &Addr<TaskRegistry>,
+        notices: Option<Notices<'a>>,
+    ) -> Self {
+        Self {
+            store,
+            quotas,
+            persistence: persistence.clone().recipient(),
+            registry: RegistryPort::from(registry),
+            notices,
+        }
+    }
+
+    /// Loads a task `who` may see; another user's task is [`TaskError::NotFound`].
+    pub async fn owned(&self, who: &Principal, task_id: Uuid) -> Result<tasks::Model, TaskError> {
+        match self.store.get_task(task_id).await? {
+            Some(m) if who.may_act_for(m.user_id) => Ok(m),
+            _ => Err(TaskError::NotFound),
+        }
+    }
+
+    /// Creates a task from a validated (and authorised) definition: reserves its quota share,
+    /// commits it, starts its actor and announces it.
+    pub async fn create(&self, spec: TaskSpec) -> Result<Created, TaskError> {
+        let now = now_ms();
+        let task_id = Uuid::now_v7();
+        let anchor = anchor_for(&spec, now);
+        let schedule = schedule_of(&spec, anchor).map_err(FieldError::from)?;
+        let next = Some(first_run(&schedule, now)?);
+        let model = self
+            .store
+            .model_for(task_id, &spec, anchor, &RowState::created(next, now))?;
+        // Reserves the task's share of the user's quota; given back if the insert fails.
+        let permit = self
+            .quotas
+            .admit_create(self.store, &spec, &schedule, now)
+            .await?;
+        self.commit(Write::InsertTask(Box::new(model))).await?;
+        permit.commit();
+        crate::metrics::sent(crate::metrics::ActorKind::Registry);
+        self.registry
+            .activate
+            .do_send(Activate(Box::new(ActiveTask {
+                task_id,
+                spec,
+                schedule,
+                status: TaskStatus::Pending,
+                next_run_time: next,
+                execution_count: 0,
+                consecutive_failures: 0,
+                version: 1,
+            })));
+        self.notify(task_id, ChangeKind::Upsert, true, next).await;
+        tracing::info!(%task_id, next_run_ms = next, "task created");
+        Ok(Created {
+            task_id,
+            next_run_time: next,
+        })
+    }
+
+    /// Redefines task `task_id`, loaded for `who` as `m`, with `patch`, at version `expected`
+    /// when given. Returns the task as stored afterwards.
+    pub async fn patch(
+        &self,
+        who: &Principal,
+        task_id: Uuid,
+        mut m: tasks::Model,
+        expected: Option<i64>,
+        patch: TaskPatch,
+    ) -> Result<tasks::Model, TaskError> {
+        let reschedule = patch.changes_schedule();
+        for _ in 0..CONFLICT_RETRIES {
+            let status = status_of(&m);
+            if !status.is_active() {
+                return Err(TaskError::InvalidState(format!(
+                    "status: the task is {}; only pending or running tasks can be changed",
+                    status.as_str()
+                )));
+            }
+            if let Some(v) = expected {
+                if v != m.version {
+                    return Err(TaskError::VersionMismatch(format!(
+                        "If-Match: version {v} is stale; the task is at version {}",
+                        m.version
+                    )));
+                }
+            }
+            let spec = apply_patch(&self.store.spec_of(&m)?, patch.clone())?;
+            let now = now_ms();
+            let anchor = if reschedule {
+                anchor_for(&spec, now)
+            } else {
+                m.start_time.unwrap_or(m.created_at)
+            };
+            let schedule = schedule_of(&spec, anchor).map_err(FieldError::from)?;
+            let next = if reschedule {
+                Some(first_run(&schedule, now)?)
+            } else {
+                m.next_run_time
+            };
+            let row = RowState {
+                status,
+                next_run_time: next,
+                execution_count: m.execution_count,
+                consecutive_failures: m.consecutive_failures,
+                version: m.version + 1,
+                created_at: m.created_at,
+                updated_at: now,
+            };
+            let model = self.store.model_for(task_id, &spec, anchor, &row)?;
+            let permit = if reschedule {
+                let old = ScheduleRow::of(&m);
+                Some(
+                    self.quotas
+                        .admit_reschedule(self.store, &old, &spec, &schedule, now)
+                        .await?,
+                )
+            } else {
+                None
+            };
+            let changed = self
+                .commit(Write::Redefine {
+                    model: Box::new(model),
+                    expected_version: m.version,
+                })
+                .await?;
+            if changed == 1 {
+                if let Some(permit) = permit {
+                    permit.commit();
+                }
+                crate::metrics::sent(crate::metrics::ActorKind::Registry);
+                self.registry.replace.do_send(Replace {
+                    task: Box::new(ActiveTask {
+                        task_id,
+                        spec,
+                        schedule,
+                        status,
+                        next_run_time: next,
+                        execution_count: m.execution_count,
+                        consecutive_failures: m.consecutive_failures,
+                        version: m.version + 1,
+                    }),
+                    reschedule,
+                });
+                self.notify(task_id, ChangeKind::Upsert, reschedule, next)
+                    .await;
+                return self.owned(who, task_id).await;
+            }
+            // Someone else changed it first: look again.
+            m = self.owned(who, task_id).await?;
+        }
+        Err(TaskError::VersionMismatch(
+            "the task is being changed concurrently; try again".into(),
+        ))
+    }
+
+    /// Stops task `task_id`, loaded for `who` as `m`: its actor first (aborting an execution
+    /// in flight), then its row, kept with its logs.
+    pub async fn cancel(
+        &self,
+        who: &Principal,
+        task_id: Uuid,
+        mut m: tasks::Model,
+    ) -> Result<(), TaskError> {
+        let mut stopped_actor = false;
+        for _ in 0..CONFLICT_RETRIES {
+            let status = status_of(&m);
+            if !status.is_active() {
+                return Err(TaskError::InvalidState(format!(
+                    "status: the task is already {}",
+                    status.as_str()
+                )));
+            }
+            if !stopped_actor {
+                self.stop_actor(task_id).await?;
+                stopped_actor = true;
+            }
+            let changed = self
+                .commit(Write::SetStatus {
+                    task_id: task_id.to_string(),
+                    from: vec![TaskStatus::Pending, TaskStatus::Running],
+                    to: TaskStatus::Stopped,
+                    expected_version: Some(m.version),
+                    now: now_ms(),
+                })
+                .await?;
+            if changed == 1 {
+                self.notify(task_id, ChangeKind::Stop, false, None).await;
+                tracing::info!(%task_id, "task cancelled");
+                return Ok(());
+            }
+            m = self.owned(who, task_id).await?;
+        }
+        // Still active after every retry: put its actor back rather than leave it unscheduled.
+        if let Ok(t) = self.store.active_task(&m) {
+            crate::metrics::sent(crate::metrics::ActorKind::Registry);
+            self.registry.activate.do_send(Activate(Box::new(t)));
+        }
+        Err(TaskError::VersionMismatch(
+            "the task is being changed concurrently; try again".into(),
+        ))
+    }
+
+    /// Stops task `task_id` as cancel does and removes it and its logs.
+    pub async fn delete(&self, task_id: Uuid) -> Result<(), TaskError> {
+        self.stop_actor(task_id).await?;
+        self.commit(Write::DeleteTask {
+            task_id: task_id.to_string(),
+        })
+        .await?;
+        self.notify(task_id, ChangeKind::Stop, false, None).await;
+        tracing::info!(%task_id, "task deleted");
+        Ok(())
+    }
+
+    /// A write the caller waits for; the rows it changed.
+    async fn commit(&self, write: Write) -> Result<u64, TaskError> {
+        crate::metrics::sent(crate::metrics::ActorKind::Persistence);
+        Ok(self.persistence.send(Commit(write)).await??)
+    }
+
+    /// Stops the task's actor (aborting an execution in flight) and waits until it has
+    /// stopped, so nothing it sends afterwards can race the change that follows.
+    async fn stop_actor(&self, task_id: Uuid) -> Result<(), TaskError> {
+        crate::metrics::sent(crate::metrics::ActorKind::Registry);
+        if let Some(addr) = self.registry.deactivate.send(Deactivate(task_id)).await? {
+            crate::metrics::sent(crate::metrics::ActorKind::Task);
+            let _ = addr.send(Stop).await;
+        }
+        Ok(())
+    }
+
+    /// Cluster mode: tells the task's owner about a committed change.
+    async fn notify(&self, task_id: Uuid, kind: ChangeKind, reschedule: bool, next: Option<i64>) {
+        if let Some(notices) = &self.notices {
+            publish_change(notices, task_id, kind, reschedule, next).await;
+        }
+    }
+}
+
+/// Tells the task's owner (whichever node it is) about a committed change. Awaited (briefly)
+/// so the owner hears of it before the client does; a notice that cannot be sent is a delay —
+/// the owner's reconciliation finds the change — never a loss.
+///
+/// The pending queue is updated from here too (a new next run, or the task's removal), so it
+/// stays complete while the task's partition changes hands.
+async fn publish_change(
+    notices: &Notices<'_>,
+    task_id: Uuid,
+    kind: ChangeKind,
+    reschedule: bool,
+    next: Option<i64>,
+) {
+    let partition = crate::domain::partition::partition_of(task_id, notices.partitions);
+    match (kind, next) {
+        (ChangeKind::Stop, _) => notices
+            .queue
+            .push(vec![QueueOp::Remove { partition, task_id }]),
+        (ChangeKind::Upsert, Some(at_ms)) if reschedule => notices.queue.push(vec![QueueOp::Set {
+            partition,
+            task_id,
+            at_ms,
+        }]),
+        _ => {}
+    }
+    let change = Changed {
+        origin: notices.redis.owner().to_string(),
+        task_id,
+        kind,
+        reschedule,
+    };
+    match notices.redis.publish(&change).await {
+        Ok(()) => crate::metrics::cluster_notice("published"),
+        Err(e) => {
+            crate::metrics::cluster_notice("publish_failed");
+            tracing::warn!(%task_id, error = %e, "change notice not sent; the owner's reconciliation will pick the change up");
+        }
+    }
+}
+
+fn status_of(m: &tasks::Model) -> TaskStatus {
+    TaskStatus::parse(&m.status).unwrap_or(TaskStatus::Stopped)
+}
+
+/// The first run of a new or rescheduled task. A cron expression whose fires all lie before
+/// the task's start (or before now) would be created only to complete at once: refused.
+fn first_run(schedule: &Schedule, now: i64) -> Result<i64, TaskError> {
+    schedule.first_run(now).ok_or_else(|| {
+        TaskError::Invalid(
+            "cron_expression: fires no time after the task's start_time and now".into(),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests;
