@@ -1,6 +1,7 @@
 //! Per-user quotas (README, "Configuration"): how many active tasks a user may have, and how often a
-//! user's active schedules may fire together. A create, or a patch that changes a schedule,
-//! that would go past either is refused with 429 `quota_exceeded`, naming the figure.
+//! user's active schedules may fire together (a paused task counts as active and fires
+//! nothing). A create, a patch that changes a schedule, or a resume that would go past either
+//! is refused with 429 `quota_exceeded`, naming the figure.
 //!
 //! Counting a user's tasks in the database on every create would cost in proportion to what
 //! the user already has (a million-task user would pay a scan of a million index entries per
@@ -134,6 +135,20 @@ impl Quotas {
     ) -> Result<Permit, QuotaError> {
         let rate = self.rate_of(spec.task_type, cron_of(spec), schedule, now_ms);
         self.admit(store, spec.user_id, 1, rate, None, now_ms).await
+    }
+
+    /// Admits the resumption of a paused task of `spec.user_id`. The task is already counted
+    /// among the user's active tasks (a paused task keeps its place); its schedule's rate is
+    /// added back, as a create adds it.
+    pub async fn admit_resume(
+        &self,
+        store: &Store,
+        spec: &TaskSpec,
+        schedule: &Schedule,
+        now_ms: i64,
+    ) -> Result<Permit, QuotaError> {
+        let rate = self.rate_of(spec.task_type, cron_of(spec), schedule, now_ms);
+        self.admit(store, spec.user_id, 0, rate, None, now_ms).await
     }
 
     /// Admits a schedule change of a task from `old` (its schedule as stored) to

@@ -430,6 +430,7 @@ fn write_kind(w: &Write) -> &'static str {
         Write::InsertTask(_) => "insert_task",
         Write::Redefine { .. } => "redefine",
         Write::SetStatus { .. } => "set_status",
+        Write::Resume { .. } => "resume",
         Write::Advance { .. } => "advance",
         Write::Log(_) => "log",
         Write::DeleteTask { .. } => "delete_task",

@@ -52,6 +52,8 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         super::tasks::patch,
         super::tasks::delete,
         super::tasks::cancel,
+        super::tasks::pause,
+        super::tasks::resume,
         super::tasks::logs,
         super::users::list,
         super::users::running_count,

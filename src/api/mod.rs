@@ -95,6 +95,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(method_not_allowed)),
     )
     .service(
+        web::resource("/api/v1/tasks/{task_id}/pause")
+            .route(web::put().to(tasks::pause))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/tasks/{task_id}/resume")
+            .route(web::put().to(tasks::resume))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
         web::resource("/api/v1/tasks/{task_id}/logs")
             .route(web::get().to(tasks::logs))
             .default_service(web::to(method_not_allowed)),

@@ -43,6 +43,7 @@ pub enum TaskType {
 pub enum TaskStatus {
     Pending,
     Running,
+    Paused,
     Completed,
     Failed,
     Stopped,

@@ -1,4 +1,5 @@
-//! `/api/v1/tasks…`: create, view, patch, cancel, delete and the execution history. Each
+//! `/api/v1/tasks…`: create, view, patch, pause, resume, cancel, delete and the execution
+//! history. Each
 //! handler parses the request, authorises the caller, calls the task service
 //! ([`crate::service::tasks`]) or the store, and answers with a view ([`super::views`]).
 
@@ -183,7 +184,8 @@ pub async fn patch(
 
 /// Cancel a task.
 ///
-/// Aborts an execution in flight and sets the task `stopped`; the task and its logs are kept.
+/// Aborts an execution in flight and sets the task `stopped` (from `pending`, `running` or
+/// `paused`); the task and its logs are kept.
 #[utoipa::path(
     put,
     path = "/api/v1/tasks/{task_id}/cancel",
@@ -213,6 +215,84 @@ pub async fn cancel(
     let m = tasks.owned(&who, task_id).await?;
     tasks.cancel(&who, task_id, m).await?;
     Ok(HttpResponse::Ok().json(MessageResponse::success("Task stopped successfully")))
+}
+
+/// Pause a task.
+///
+/// A `pending` or `running` task becomes `paused`: kept, not fired, its counters kept. An
+/// execution on the wire finishes and is logged (the answer waits for it). Returns the task
+/// view.
+#[utoipa::path(
+    put,
+    path = "/api/v1/tasks/{task_id}/pause",
+    tag = "tasks",
+    operation_id = "pause_task",
+    params(
+        ("task_id" = uuid::Uuid, Path, description = "The task id"),
+        super::requests::IfMatch,
+    ),
+    responses(
+        (status = 200, description = "The paused task", body = TaskView),
+        (status = 400, description = "`task_id` is not a UUID, or `If-Match` is not a version", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 404, description = "No such task, or another user's", body = ErrorBody),
+        (status = 409, description = "`invalid_state`: the task is not pending or running; `version_mismatch`: `If-Match` is stale", body = ErrorBody),
+        (status = 500, description = "Server fault (the detail is logged, not sent)", body = ErrorBody),
+    ),
+    security(("bearer_auth" = []))
+)]
+pub async fn pause(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    Auth(who): Auth,
+) -> Result<HttpResponse, ApiError> {
+    let task_id = parse_task_id(&path)?;
+    let expected = if_match(&req)?;
+    let tasks = state.tasks();
+    let m = tasks.owned(&who, task_id).await?;
+    let fresh = tasks.pause(&who, task_id, m, expected).await?;
+    Ok(HttpResponse::Ok().json(task_view(&state, &fresh).await?))
+}
+
+/// Resume a paused task.
+///
+/// Back to the state it was paused from (`running` once it has executed, else `pending`);
+/// the next run is the first slot of its schedule strictly after now (slots that fell inside
+/// the pause are neither fired nor counted as missed; a `once` task whose time passed while
+/// paused runs at once). Admitted by the quotas as a create is. Returns the task view.
+#[utoipa::path(
+    put,
+    path = "/api/v1/tasks/{task_id}/resume",
+    tag = "tasks",
+    operation_id = "resume_task",
+    params(
+        ("task_id" = uuid::Uuid, Path, description = "The task id"),
+        super::requests::IfMatch,
+    ),
+    responses(
+        (status = 200, description = "The resumed task", body = TaskView),
+        (status = 400, description = "`task_id` is not a UUID, or `If-Match` is not a version", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 404, description = "No such task, or another user's", body = ErrorBody),
+        (status = 409, description = "`invalid_state`: the task is not paused (or its cron fires no time after now); `version_mismatch`: `If-Match` is stale", body = ErrorBody),
+        (status = 429, description = "`quota_exceeded`: the user's fires per minute would exceed `[limits]`", body = ErrorBody),
+        (status = 500, description = "Server fault (the detail is logged, not sent)", body = ErrorBody),
+    ),
+    security(("bearer_auth" = []))
+)]
+pub async fn resume(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    Auth(who): Auth,
+) -> Result<HttpResponse, ApiError> {
+    let task_id = parse_task_id(&path)?;
+    let expected = if_match(&req)?;
+    let tasks = state.tasks();
+    let m = tasks.owned(&who, task_id).await?;
+    let fresh = tasks.resume(&who, task_id, m, expected).await?;
+    Ok(HttpResponse::Ok().json(task_view(&state, &fresh).await?))
 }
 
 /// Delete a task.

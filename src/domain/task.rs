@@ -98,15 +98,18 @@ impl fmt::Display for Method {
 pub enum TaskStatus {
     Pending,
     Running,
+    /// Kept, not fired: holds no timer and no actor until resumed.
+    Paused,
     Completed,
     Failed,
     Stopped,
 }
 
 impl TaskStatus {
-    pub const ALL: [TaskStatus; 5] = [
+    pub const ALL: [TaskStatus; 6] = [
         TaskStatus::Pending,
         TaskStatus::Running,
+        TaskStatus::Paused,
         TaskStatus::Completed,
         TaskStatus::Failed,
         TaskStatus::Stopped,
@@ -115,10 +118,16 @@ impl TaskStatus {
     /// Still scheduled (see [`TaskStatus::is_active`]), in the order a task goes through them.
     pub const ACTIVE: [TaskStatus; 2] = [TaskStatus::Pending, TaskStatus::Running];
 
+    /// Not finished: the active states and `paused`. These count against the user's
+    /// `max_active_tasks_per_user`, and can be cancelled.
+    pub const LIVE: [TaskStatus; 3] =
+        [TaskStatus::Pending, TaskStatus::Running, TaskStatus::Paused];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TaskStatus::Pending => "pending",
             TaskStatus::Running => "running",
+            TaskStatus::Paused => "paused",
             TaskStatus::Completed => "completed",
             TaskStatus::Failed => "failed",
             TaskStatus::Stopped => "stopped",
@@ -133,6 +142,11 @@ impl TaskStatus {
     /// Still scheduled: `pending` or `running`. Only active tasks can be changed or cancelled.
     pub fn is_active(self) -> bool {
         matches!(self, TaskStatus::Pending | TaskStatus::Running)
+    }
+
+    /// Not finished: active or paused (see [`TaskStatus::LIVE`]).
+    pub fn is_live(self) -> bool {
+        self.is_active() || self == TaskStatus::Paused
     }
 }
 

@@ -1,4 +1,4 @@
-//! Changes to a task: create, redefine (patch), cancel, delete. Each one commits to storage
+//! Changes to a task: create, redefine (patch), pause, resume, cancel, delete. Each one commits to storage
 //! first (a client told "done" finds the change in the database), then hands the task to its
 //! actor through the registry, then — in cluster mode — tells the task's owner and updates
 //! the pending queue. A redefinition or cancellation is an optimistic-locked write on the
@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::actors::persistence::{Commit, PersistenceActor};
 use crate::actors::registry::{Activate, ChangeKind, Changed, Deactivate, Replace, TaskRegistry};
-use crate::actors::task::Stop;
+use crate::actors::task::{Release, Stop};
 use crate::auth::Principal;
 use crate::cluster::redis::{ClusterRedis, QueueOp, QueueWriter};
 use crate::domain::validate::TaskPatch;
@@ -198,14 +198,7 @@ impl<'a> TaskService<'a> {
                     status.as_str()
                 )));
             }
-            if let Some(v) = expected {
-                if v != m.version {
-                    return Err(TaskError::VersionMismatch(format!(
-                        "If-Match: version {v} is stale; the task is at version {}",
-                        m.version
-                    )));
-                }
-            }
+            stale(expected, &m)?;
             let spec = apply_patch(&self.store.spec_of(&m)?, patch.clone())?;
             let now = now_ms();
             let anchor = if reschedule {
@@ -286,7 +279,7 @@ impl<'a> TaskService<'a> {
         let mut stopped_actor = false;
         for _ in 0..CONFLICT_RETRIES {
             let status = status_of(&m);
-            if !status.is_active() {
+            if !status.is_live() {
                 return Err(TaskError::InvalidState(format!(
                     "status: the task is already {}",
                     status.as_str()
@@ -299,7 +292,7 @@ impl<'a> TaskService<'a> {
             let changed = self
                 .commit(Write::SetStatus {
                     task_id: task_id.to_string(),
-                    from: vec![TaskStatus::Pending, TaskStatus::Running],
+                    from: TaskStatus::LIVE.to_vec(),
                     to: TaskStatus::Stopped,
                     expected_version: Some(m.version),
                     now: now_ms(),
@@ -313,9 +306,135 @@ impl<'a> TaskService<'a> {
             m = self.owned(who, task_id).await?;
         }
         // Still active after every retry: put its actor back rather than leave it unscheduled.
-        if let Ok(t) = self.store.active_task(&m) {
-            crate::metrics::sent(crate::metrics::ActorKind::Registry);
-            self.registry.activate.do_send(Activate(Box::new(t)));
+        self.reactivate(&m);
+        Err(TaskError::VersionMismatch(
+            "the task is being changed concurrently; try again".into(),
+        ))
+    }
+
+    /// Pauses task `task_id`, loaded for `who` as `m`, at version `expected` when given: its
+    /// actor is released first (nothing more is fired; a call on the wire finishes and is
+    /// logged), then the row becomes `paused`, keeping its counters. Returns the task as
+    /// stored afterwards.
+    pub async fn pause(
+        &self,
+        who: &Principal,
+        task_id: Uuid,
+        mut m: tasks::Model,
+        expected: Option<i64>,
+    ) -> Result<tasks::Model, TaskError> {
+        let mut released = false;
+        for _ in 0..CONFLICT_RETRIES {
+            let status = status_of(&m);
+            let refused = if !status.is_active() {
+                Some(TaskError::InvalidState(format!(
+                    "status: the task is {}; only pending or running tasks can be paused",
+                    status.as_str()
+                )))
+            } else {
+                stale(expected, &m).err()
+            };
+            if let Some(e) = refused {
+                if released {
+                    self.reactivate(&m);
+                }
+                return Err(e);
+            }
+            if !released {
+                self.release_actor(task_id).await?;
+                released = true;
+            }
+            let changed = self
+                .commit(Write::SetStatus {
+                    task_id: task_id.to_string(),
+                    from: TaskStatus::ACTIVE.to_vec(),
+                    to: TaskStatus::Paused,
+                    expected_version: Some(m.version),
+                    now: now_ms(),
+                })
+                .await?;
+            if changed == 1 {
+                self.notify(task_id, ChangeKind::Stop, false, None).await;
+                tracing::info!(%task_id, "task paused");
+                return self.owned(who, task_id).await;
+            }
+            m = self.owned(who, task_id).await?;
+        }
+        self.reactivate(&m);
+        Err(TaskError::VersionMismatch(
+            "the task is being changed concurrently; try again".into(),
+        ))
+    }
+
+    /// Resumes paused task `task_id`, loaded for `who` as `m`, at version `expected` when
+    /// given: back to the state it was paused from (`running` once it has executed, else
+    /// `pending`), its next run the first slot strictly after now on its schedule (a `once`
+    /// task whose time passed meanwhile runs now). Admitted by the quotas as a create is.
+    /// Returns the task as stored afterwards.
+    pub async fn resume(
+        &self,
+        who: &Principal,
+        task_id: Uuid,
+        mut m: tasks::Model,
+        expected: Option<i64>,
+    ) -> Result<tasks::Model, TaskError> {
+        for _ in 0..CONFLICT_RETRIES {
+            let status = status_of(&m);
+            if status != TaskStatus::Paused {
+                return Err(TaskError::InvalidState(format!(
+                    "status: the task is {}; only a paused task can be resumed",
+                    status.as_str()
+                )));
+            }
+            stale(expected, &m)?;
+            let spec = self.store.spec_of(&m)?;
+            let schedule = schedule_of(&spec, m.start_time.unwrap_or(m.created_at))
+                .map_err(FieldError::from)?;
+            let now = now_ms();
+            let next = schedule.first_run(now).ok_or_else(|| {
+                TaskError::InvalidState(
+                    "cron_expression: the schedule fires no time after now".into(),
+                )
+            })?;
+            let to = if m.execution_count > 0 {
+                TaskStatus::Running
+            } else {
+                TaskStatus::Pending
+            };
+            let permit = self
+                .quotas
+                .admit_resume(self.store, &spec, &schedule, now)
+                .await?;
+            let changed = self
+                .commit(Write::Resume {
+                    task_id: task_id.to_string(),
+                    to,
+                    next_run_time: Some(next),
+                    expected_version: m.version,
+                    now,
+                })
+                .await?;
+            if changed == 1 {
+                permit.commit();
+                crate::metrics::sent(crate::metrics::ActorKind::Registry);
+                self.registry
+                    .activate
+                    .do_send(Activate(Box::new(ActiveTask {
+                        task_id,
+                        spec,
+                        schedule,
+                        status: to,
+                        next_run_time: Some(next),
+                        execution_count: m.execution_count,
+                        consecutive_failures: m.consecutive_failures,
+                        version: m.version + 1,
+                    })));
+                self.notify(task_id, ChangeKind::Resume, true, Some(next))
+                    .await;
+                tracing::info!(%task_id, next_run_ms = next, "task resumed");
+                return self.owned(who, task_id).await;
+            }
+            m = self.owned(who, task_id).await?;
         }
         Err(TaskError::VersionMismatch(
             "the task is being changed concurrently; try again".into(),
@@ -351,6 +470,30 @@ impl<'a> TaskService<'a> {
         Ok(())
     }
 
+    /// Takes the task's actor out of the registry and lets it go as a hand-over does: nothing
+    /// more is fired, a call on the wire finishes and is logged (its writes are queued before
+    /// whatever this service commits next); waits until it has stopped.
+    async fn release_actor(&self, task_id: Uuid) -> Result<(), TaskError> {
+        crate::metrics::sent(crate::metrics::ActorKind::Registry);
+        if let Some(addr) = self.registry.deactivate.send(Deactivate(task_id)).await? {
+            crate::metrics::sent(crate::metrics::ActorKind::Task);
+            let _ = addr.send(Release).await;
+        }
+        Ok(())
+    }
+
+    /// Puts back the actor of a task left active by a change that did not happen, rather than
+    /// leave it unscheduled.
+    fn reactivate(&self, m: &tasks::Model) {
+        if !status_of(m).is_active() {
+            return;
+        }
+        if let Ok(t) = self.store.active_task(m) {
+            crate::metrics::sent(crate::metrics::ActorKind::Registry);
+            self.registry.activate.do_send(Activate(Box::new(t)));
+        }
+    }
+
     /// Cluster mode: tells the task's owner about a committed change.
     async fn notify(&self, task_id: Uuid, kind: ChangeKind, reschedule: bool, next: Option<i64>) {
         if let Some(notices) = &self.notices {
@@ -377,11 +520,13 @@ async fn publish_change(
         (ChangeKind::Stop, _) => notices
             .queue
             .push(vec![QueueOp::Remove { partition, task_id }]),
-        (ChangeKind::Upsert, Some(at_ms)) if reschedule => notices.queue.push(vec![QueueOp::Set {
-            partition,
-            task_id,
-            at_ms,
-        }]),
+        (ChangeKind::Upsert | ChangeKind::Resume, Some(at_ms)) if reschedule => {
+            notices.queue.push(vec![QueueOp::Set {
+                partition,
+                task_id,
+                at_ms,
+            }])
+        }
         _ => {}
     }
     let change = Changed {
@@ -396,6 +541,17 @@ async fn publish_change(
             crate::metrics::cluster_notice("publish_failed");
             tracing::warn!(%task_id, error = %e, "change notice not sent; the owner's reconciliation will pick the change up");
         }
+    }
+}
+
+/// `If-Match`: the change applies only to the version the client saw.
+fn stale(expected: Option<i64>, m: &tasks::Model) -> Result<(), TaskError> {
+    match expected {
+        Some(v) if v != m.version => Err(TaskError::VersionMismatch(format!(
+            "If-Match: version {v} is stale; the task is at version {}",
+            m.version
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -57,3 +57,8 @@ impl Store {
 fn active_names() -> [&'static str; 2] {
     TaskStatus::ACTIVE.map(TaskStatus::as_str)
 }
+
+/// The names of the unfinished states (active or paused), as stored.
+fn live_names() -> [&'static str; 3] {
+    TaskStatus::LIVE.map(TaskStatus::as_str)
+}

@@ -7,7 +7,7 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
 use uuid::Uuid;
 
 use super::codec::ScheduleRow;
-use super::{active_names, Store, StoreError};
+use super::{active_names, live_names, Store, StoreError};
 use crate::domain::TaskStatus;
 
 impl Store {
@@ -73,17 +73,18 @@ impl Store {
         Ok((rows, total))
     }
 
-    /// How many of the user's tasks count against `max_active_tasks_per_user`: the pending
-    /// and running ones (a paused state, where there is one, counts too: README, "Configuration").
+    /// How many of the user's tasks count against `max_active_tasks_per_user`: the pending,
+    /// running and paused ones (README, "Configuration").
     pub async fn count_active(&self, user_id: i64) -> Result<u64, StoreError> {
         Ok(tasks::Entity::find()
             .filter(tasks::Column::UserId.eq(user_id))
-            .filter(tasks::Column::Status.is_in(active_names()))
+            .filter(tasks::Column::Status.is_in(live_names()))
             .count(&self.db)
             .await?)
     }
 
-    /// The schedules of the user's active tasks (for `max_fires_per_minute_per_user`).
+    /// The schedules of the user's active tasks (for `max_fires_per_minute_per_user`; a paused
+    /// task fires nothing, so it adds nothing until it is resumed).
     pub async fn active_schedules(&self, user_id: i64) -> Result<Vec<ScheduleRow>, StoreError> {
         let rows = tasks::Entity::find()
             .select_only()

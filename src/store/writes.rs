@@ -33,6 +33,15 @@ pub enum Write {
         expected_version: Option<i64>,
         now: i64,
     },
+    /// Resume: a `paused` task back to `to` with its next run, only at `expected_version`.
+    /// Bumps `version`.
+    Resume {
+        task_id: String,
+        to: TaskStatus,
+        next_run_time: Option<i64>,
+        expected_version: i64,
+        now: i64,
+    },
     /// A schedule advance; never revives a task that is no longer active. Does not bump
     /// `version`.
     Advance {
@@ -168,6 +177,25 @@ pub async fn apply_write<C: ConnectionTrait>(db: &C, w: &Write) -> Result<u64, D
                 q = q.filter(tasks::Column::Version.eq(*v));
             }
             Ok(q.exec(db).await?.rows_affected)
+        }
+        Write::Resume {
+            task_id,
+            to,
+            next_run_time,
+            expected_version,
+            now,
+        } => {
+            let r = tasks::Entity::update_many()
+                .col_expr(tasks::Column::Status, Expr::value(to.as_str()))
+                .col_expr(tasks::Column::NextRunTime, Expr::value(*next_run_time))
+                .col_expr(tasks::Column::Version, Expr::value(expected_version + 1))
+                .col_expr(tasks::Column::UpdatedAt, Expr::value(*now))
+                .filter(tasks::Column::TaskId.eq(task_id.clone()))
+                .filter(tasks::Column::Version.eq(*expected_version))
+                .filter(tasks::Column::Status.eq(TaskStatus::Paused.as_str()))
+                .exec(db)
+                .await?;
+            Ok(r.rows_affected)
         }
         Write::Advance { .. } => match w.advance_row() {
             Some(row) => advance_many(db, &[row]).await,

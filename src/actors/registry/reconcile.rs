@@ -28,8 +28,10 @@ const FINISHED_MEMORY: Duration = Duration::from_secs(10);
 pub enum ChangeKind {
     /// Created or redefined: the owner (re)loads it from the database.
     Upsert,
-    /// Cancelled or deleted: the owner stops its actor.
+    /// Cancelled, deleted or paused: the owner stops its actor.
     Stop,
+    /// Resumed from `paused`: the owner forgets that it saw the task stop and loads it again.
+    Resume,
 }
 
 /// A change made through one node's API, for the task's owner.
@@ -271,6 +273,16 @@ impl Handler<Changed> for TaskRegistry {
             ChangeKind::Upsert => {
                 if self.owns(msg.task_id) || self.tasks.contains_key(&msg.task_id) {
                     self.reload(vec![msg.task_id], true, msg.reschedule, ctx);
+                }
+            }
+            ChangeKind::Resume => {
+                // The pause's stop notice must not keep the resumed task down; the row read
+                // next is the resumed one (the notice is sent after the commit).
+                if let Some(c) = &mut self.cluster {
+                    c.recently_stopped.remove(&msg.task_id);
+                }
+                if self.owns(msg.task_id) || self.tasks.contains_key(&msg.task_id) {
+                    self.reload(vec![msg.task_id], true, true, ctx);
                 }
             }
         }
