@@ -18,6 +18,7 @@ mod metrics;
 mod migrations;
 mod openapi;
 mod outbound;
+mod pause;
 mod quartz;
 mod quotas;
 mod recovery;
