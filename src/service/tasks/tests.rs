@@ -394,3 +394,148 @@ async fn another_users_task_is_not_found_but_an_admin_sees_it() {
     };
     assert!(tasks.owned(&admin, id).await.is_ok());
 }
+
+#[actix_rt::test]
+async fn a_pause_releases_the_actor_then_commits_paused_with_the_counters_kept() {
+    let h = Harness::new(LimitSettings::default()).await;
+    let tasks = h.service();
+    let id = tasks.create(every_minute()).await.expect("created").task_id;
+    h.seen().await;
+
+    let m = tasks.owned(&USER, id).await.expect("visible");
+    let paused = tasks.pause(&USER, id, m, Some(1)).await.expect("paused");
+    assert_eq!(paused.status, "paused");
+    assert_eq!(paused.version, 2);
+    assert_eq!(paused.next_run_time, None, "a paused task has no next run");
+    assert_eq!(paused.execution_count, 0);
+    assert_eq!(h.seen().await, vec![Seen::Deactivate(id)]);
+
+    let m = tasks.owned(&USER, id).await.expect("visible");
+    match tasks.pause(&USER, id, m, None).await {
+        Err(TaskError::InvalidState(message)) => assert_eq!(
+            message,
+            "status: the task is paused; only pending or running tasks can be paused"
+        ),
+        other => panic!("expected an invalid state, got {other:?}"),
+    }
+    assert_eq!(h.seen().await, vec![]);
+}
+
+#[actix_rt::test]
+async fn a_stale_pause_leaves_the_task_running_and_its_actor_in_place() {
+    let h = Harness::new(LimitSettings::default()).await;
+    let tasks = h.service();
+    let id = tasks.create(every_minute()).await.expect("created").task_id;
+    h.seen().await;
+
+    let m = tasks.owned(&USER, id).await.expect("visible");
+    let refused = tasks.pause(&USER, id, m, Some(5)).await;
+    assert!(
+        matches!(refused, Err(TaskError::VersionMismatch(_))),
+        "{refused:?}"
+    );
+    let row = h.row(id).await;
+    assert_eq!((row.status.as_str(), row.version), ("pending", 1));
+    assert_eq!(h.seen().await, vec![], "the actor was never touched");
+}
+
+#[actix_rt::test]
+async fn a_resume_takes_the_first_slot_after_now_and_restarts_the_actor() {
+    let h = Harness::new(LimitSettings::default()).await;
+    let tasks = h.service();
+    let id = tasks.create(every_minute()).await.expect("created").task_id;
+    let anchor = h.row(id).await.start_time.expect("an anchor");
+    let m = tasks.owned(&USER, id).await.expect("visible");
+    tasks.pause(&USER, id, m, None).await.expect("paused");
+    h.seen().await;
+
+    let m = tasks.owned(&USER, id).await.expect("visible");
+    let refused = tasks.resume(&USER, id, m, Some(1)).await;
+    assert!(
+        matches!(refused, Err(TaskError::VersionMismatch(_))),
+        "{refused:?}"
+    );
+    let before = now_ms();
+    let m = tasks.owned(&USER, id).await.expect("visible");
+    let resumed = tasks.resume(&USER, id, m, Some(2)).await.expect("resumed");
+    assert_eq!(resumed.status, "pending", "it had not executed yet");
+    assert_eq!(resumed.version, 3);
+    let next = resumed.next_run_time.expect("a next run");
+    assert!(next > before, "strictly after now");
+    assert_eq!((next - anchor).rem_euclid(60_000), 0, "on its grid");
+    assert_eq!(
+        h.seen().await,
+        vec![Seen::Activate {
+            task_id: id,
+            version: 3
+        }]
+    );
+
+    let m = tasks.owned(&USER, id).await.expect("visible");
+    match tasks.resume(&USER, id, m, None).await {
+        Err(TaskError::InvalidState(message)) => assert_eq!(
+            message,
+            "status: the task is pending; only a paused task can be resumed"
+        ),
+        other => panic!("expected an invalid state, got {other:?}"),
+    }
+}
+
+#[actix_rt::test]
+async fn a_paused_task_holds_its_active_place_and_can_be_cancelled() {
+    let h = Harness::new(LimitSettings {
+        max_active_tasks_per_user: 1,
+        ..LimitSettings::default()
+    })
+    .await;
+    let tasks = h.service();
+    let id = tasks.create(every_minute()).await.expect("created").task_id;
+    let m = tasks.owned(&USER, id).await.expect("visible");
+    tasks.pause(&USER, id, m, None).await.expect("paused");
+    assert_eq!(h.store.count_active(1001).await.expect("counted"), 1);
+    let refused = tasks.create(every_minute()).await;
+    assert!(
+        matches!(refused, Err(TaskError::QuotaExceeded(_))),
+        "{refused:?}"
+    );
+
+    let m = tasks.owned(&USER, id).await.expect("visible");
+    tasks.cancel(&USER, id, m).await.expect("cancelled");
+    assert_eq!(h.row(id).await.status, "stopped");
+    tasks
+        .create(every_minute())
+        .await
+        .expect("a cancelled task frees its place");
+}
+
+#[actix_rt::test]
+async fn a_once_task_whose_time_passed_while_paused_runs_at_its_resume() {
+    let h = Harness::new(LimitSettings::default()).await;
+    let tasks = h.service();
+    let at = now_ms() + 200;
+    let spec = parse_create_within(
+        &json!({
+            "user_id": 1001,
+            "type": "once",
+            "http_endpoint": "https://example.com/hook",
+            "start_time": crate::time::to_rfc3339(at),
+        }),
+        &InputLimits::DEFAULT,
+    )
+    .expect("a valid definition");
+    let id = tasks.create(spec).await.expect("created").task_id;
+    let m = tasks.owned(&USER, id).await.expect("visible");
+    tasks.pause(&USER, id, m, None).await.expect("paused");
+    while now_ms() <= at + 50 {
+        actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    let before = now_ms();
+    let m = tasks.owned(&USER, id).await.expect("visible");
+    let resumed = tasks.resume(&USER, id, m, None).await.expect("resumed");
+    let next = resumed.next_run_time.expect("a run");
+    assert!(
+        next >= before && next <= now_ms(),
+        "runs at the resume, not at its passed time {at}: {next}"
+    );
+}
