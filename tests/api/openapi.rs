@@ -13,12 +13,14 @@ use crate::helpers::*;
 
 /// What the API serves: (method, path template), as README's endpoint table lists it, plus the
 /// document itself.
-const SERVED: [(&str, &str); 12] = [
+const SERVED: [(&str, &str); 14] = [
     ("POST", "/api/v1/tasks"),
     ("GET", "/api/v1/tasks/{task_id}"),
     ("PATCH", "/api/v1/tasks/{task_id}"),
     ("DELETE", "/api/v1/tasks/{task_id}"),
     ("PUT", "/api/v1/tasks/{task_id}/cancel"),
+    ("PUT", "/api/v1/tasks/{task_id}/pause"),
+    ("PUT", "/api/v1/tasks/{task_id}/resume"),
     ("GET", "/api/v1/tasks/{task_id}/logs"),
     ("GET", "/api/v1/users/{user_id}/tasks"),
     ("GET", "/api/v1/users/{user_id}/tasks/running-count"),
