@@ -354,7 +354,7 @@ impl<'a> TaskService<'a> {
                 })
                 .await?;
             if changed == 1 {
-                self.notify(task_id, ChangeKind::Stop, false, None).await;
+                self.notify(task_id, ChangeKind::Pause, false, None).await;
                 tracing::info!(%task_id, "task paused");
                 return self.owned(who, task_id).await;
             }
@@ -517,7 +517,7 @@ async fn publish_change(
 ) {
     let partition = crate::domain::partition::partition_of(task_id, notices.partitions);
     match (kind, next) {
-        (ChangeKind::Stop, _) => notices
+        (ChangeKind::Stop | ChangeKind::Pause, _) => notices
             .queue
             .push(vec![QueueOp::Remove { partition, task_id }]),
         (ChangeKind::Upsert | ChangeKind::Resume, Some(at_ms)) if reschedule => {

@@ -27,5 +27,6 @@ mod api;
 mod failover;
 mod infra;
 mod join;
+mod pause;
 mod reconcile;
 mod steady;

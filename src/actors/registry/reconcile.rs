@@ -28,8 +28,11 @@ const FINISHED_MEMORY: Duration = Duration::from_secs(10);
 pub enum ChangeKind {
     /// Created or redefined: the owner (re)loads it from the database.
     Upsert,
-    /// Cancelled, deleted or paused: the owner stops its actor.
+    /// Cancelled or deleted: the owner stops its actor (aborting a call on the wire).
     Stop,
+    /// Paused: the owner lets its actor go as in a hand-over (a call on the wire finishes and
+    /// is logged).
+    Pause,
     /// Resumed from `paused`: the owner forgets that it saw the task stop and loads it again.
     Resume,
 }
@@ -259,14 +262,18 @@ impl Handler<Changed> for TaskRegistry {
     fn handle(&mut self, msg: Changed, ctx: &mut Self::Context) {
         let _m = metrics::handling(ActorKind::Registry, "Changed");
         match msg.kind {
-            ChangeKind::Stop => {
+            ChangeKind::Stop | ChangeKind::Pause => {
                 if let Some(c) = &mut self.cluster {
                     c.recently_stopped.insert(msg.task_id, Instant::now());
                 }
                 self.versions.remove(&msg.task_id);
                 if let Some(addr) = self.tasks.remove(&msg.task_id) {
                     metrics::sent(ActorKind::Task);
-                    addr.do_send(crate::actors::task::Stop);
+                    if msg.kind == ChangeKind::Pause {
+                        addr.do_send(crate::actors::task::Release);
+                    } else {
+                        addr.do_send(crate::actors::task::Stop);
+                    }
                     metrics::live(ActorKind::Task, self.tasks.len());
                 }
             }
