@@ -60,7 +60,7 @@ pub async fn list(
         if k == "status" {
             status = Some(TaskStatus::parse(v).ok_or_else(|| {
                 ApiError::InvalidInput(format!(
-                    "status: unknown status '{v}' (pending, running, completed, failed, stopped)"
+                    "status: unknown status '{v}' (pending, running, paused, completed, failed, stopped)"
                 ))
             })?);
         }

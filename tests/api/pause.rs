@@ -209,6 +209,21 @@ async fn pause_and_resume_refuse_stale_versions_wrong_states_and_other_users_tas
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["total"], 1, "{list}");
     assert_eq!(list["tasks"][0]["status"], "paused", "{list}");
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("tickwheel_tasks{state=\"paused\"}") && l.ends_with(" 1")),
+        "the paused task is counted by state:\n{metrics}"
+    );
     assert_code(
         "resume at a stale version",
         act(&app, &id, "resume", Some(version)).await,
