@@ -330,7 +330,7 @@ impl TaskActor {
         let summary = attempt_outcome(&outcome);
         let verdict = self
             .run
-            .on_outcome(slot, attempt, summary, rand::random::<f64>());
+            .on_outcome(slot, attempt, summary, rand::random::<f64>);
         if verdict == Verdict::Ignore {
             return;
         }

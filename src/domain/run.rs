@@ -316,8 +316,9 @@ impl TaskRun {
         self.in_flight.take()
     }
 
-    /// Attempt `attempt` of `slot` ended with `outcome`. `jitter` is a random number in
-    /// `[0, 1)` for the backoff.
+    /// Attempt `attempt` of `slot` ended with `outcome`. `jitter` draws a random number in
+    /// `[0, 1)` for the backoff; it is called only when a retry is due, so a success draws
+    /// nothing.
     ///
     /// A 2xx reply counts an execution and clears the failure streak; the task completes on a
     /// response match, at `max_cnt`, for a once task, or with no next slot. A failure is
@@ -329,7 +330,7 @@ impl TaskRun {
         slot: i64,
         attempt: u32,
         outcome: AttemptOutcome,
-        jitter: f64,
+        jitter: impl FnOnce() -> f64,
     ) -> Verdict {
         if self.ended || !self.is_current(slot, attempt) || outcome == AttemptOutcome::Cancelled {
             return Verdict::Ignore;
@@ -357,7 +358,7 @@ impl TaskRun {
             };
         }
         if attempt <= rules.max_retries {
-            let backoff = backoff_delay_ms(rules.backoff_ms, attempt, jitter);
+            let backoff = backoff_delay_ms(rules.backoff_ms, attempt, jitter());
             let (after_ms, capped_from) = match outcome {
                 AttemptOutcome::Replied {
                     status: 429 | 503,

@@ -58,6 +58,14 @@ pub enum TaskError {
     Mailbox(#[from] MailboxError),
 }
 
+impl TaskError {
+    /// Concurrent changes won the race on the task's version every one of the
+    /// [`CONFLICT_RETRIES`] times.
+    fn kept_losing_the_race() -> Self {
+        TaskError::VersionMismatch("the task is being changed concurrently; try again".into())
+    }
+}
+
 impl From<FieldError> for TaskError {
     fn from(e: FieldError) -> Self {
         TaskError::Invalid(e.to_string())
@@ -263,9 +271,7 @@ impl<'a> TaskService<'a> {
             // Someone else changed it first: look again.
             m = self.owned(who, task_id).await?;
         }
-        Err(TaskError::VersionMismatch(
-            "the task is being changed concurrently; try again".into(),
-        ))
+        Err(TaskError::kept_losing_the_race())
     }
 
     /// Stops task `task_id`, loaded for `who` as `m`: its actor first (aborting an execution
@@ -307,9 +313,7 @@ impl<'a> TaskService<'a> {
         }
         // Still active after every retry: put its actor back rather than leave it unscheduled.
         self.reactivate(&m);
-        Err(TaskError::VersionMismatch(
-            "the task is being changed concurrently; try again".into(),
-        ))
+        Err(TaskError::kept_losing_the_race())
     }
 
     /// Pauses task `task_id`, loaded for `who` as `m`, at version `expected` when given: its
@@ -361,9 +365,7 @@ impl<'a> TaskService<'a> {
             m = self.owned(who, task_id).await?;
         }
         self.reactivate(&m);
-        Err(TaskError::VersionMismatch(
-            "the task is being changed concurrently; try again".into(),
-        ))
+        Err(TaskError::kept_losing_the_race())
     }
 
     /// Resumes paused task `task_id`, loaded for `who` as `m`, at version `expected` when
@@ -436,9 +438,7 @@ impl<'a> TaskService<'a> {
             }
             m = self.owned(who, task_id).await?;
         }
-        Err(TaskError::VersionMismatch(
-            "the task is being changed concurrently; try again".into(),
-        ))
+        Err(TaskError::kept_losing_the_race())
     }
 
     /// Stops task `task_id` as cancel does and removes it and its logs.

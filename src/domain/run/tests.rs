@@ -76,7 +76,7 @@ fn fire(run: &mut TaskRun, slot: i64) -> FireDecision {
 fn fail_every_attempt(run: &mut TaskRun, slot: i64, outcome: AttemptOutcome) -> Verdict {
     let mut attempt = 1;
     loop {
-        match run.on_outcome(slot, attempt, outcome, NO_JITTER) {
+        match run.on_outcome(slot, attempt, outcome, || NO_JITTER) {
             Verdict::Retry { .. } => attempt += 1,
             verdict => return verdict,
         }
@@ -112,7 +112,7 @@ fn a_failed_attempt_is_retried_while_its_number_is_at_most_max_retries() {
     let mut run = interval_run(10 * SEC);
     fire(&mut run, 10 * SEC);
     for attempt in 1..=3 {
-        let v = run.on_outcome(10 * SEC, attempt, replied(500), NO_JITTER);
+        let v = run.on_outcome(10 * SEC, attempt, replied(500), || NO_JITTER);
         assert!(
             matches!(v, Verdict::Retry { .. }),
             "attempt {attempt}: {v:?}"
@@ -121,7 +121,7 @@ fn a_failed_attempt_is_retried_while_its_number_is_at_most_max_retries() {
     }
     // The fourth attempt is the last: the execution failed, the task goes on.
     assert_eq!(
-        run.on_outcome(10 * SEC, 4, replied(500), NO_JITTER),
+        run.on_outcome(10 * SEC, 4, replied(500), || NO_JITTER),
         Verdict::Advance
     );
     assert_eq!(run.in_flight(), None);
@@ -140,7 +140,7 @@ fn with_no_retries_a_failed_attempt_ends_the_execution() {
     );
     fire(&mut run, 10 * SEC);
     assert_eq!(
-        run.on_outcome(10 * SEC, 1, AttemptOutcome::Failed, NO_JITTER),
+        run.on_outcome(10 * SEC, 1, AttemptOutcome::Failed, || NO_JITTER),
         Verdict::Advance
     );
 }
@@ -150,7 +150,7 @@ fn retries_wait_the_backoff_doubling_from_the_first_retry() {
     let mut run = interval_run(10 * SEC);
     fire(&mut run, 10 * SEC);
     let delays: Vec<u64> = (1..=3)
-        .map(|n| retry_delay(run.on_outcome(10 * SEC, n, AttemptOutcome::Failed, NO_JITTER)))
+        .map(|n| retry_delay(run.on_outcome(10 * SEC, n, AttemptOutcome::Failed, || NO_JITTER)))
         .collect();
     assert_eq!(delays, [1_000, 2_000, 4_000]);
 }
@@ -161,11 +161,11 @@ fn the_backoff_is_jittered_by_the_draw_passed_in() {
     fire(&mut low, 10 * SEC);
     let mut high = low.clone();
     assert_eq!(
-        retry_delay(low.on_outcome(10 * SEC, 1, AttemptOutcome::Failed, 0.0)),
+        retry_delay(low.on_outcome(10 * SEC, 1, AttemptOutcome::Failed, || 0.0)),
         800
     );
     assert_eq!(
-        retry_delay(high.on_outcome(10 * SEC, 1, AttemptOutcome::Failed, 0.999)),
+        retry_delay(high.on_outcome(10 * SEC, 1, AttemptOutcome::Failed, || 0.999)),
         1_200
     );
 }
@@ -175,7 +175,7 @@ fn a_429_or_503_waits_for_a_retry_after_longer_than_the_backoff() {
     for status in [429, 503] {
         let mut run = interval_run(10 * SEC);
         fire(&mut run, 10 * SEC);
-        let v = run.on_outcome(10 * SEC, 1, asking(status, 5_000), NO_JITTER);
+        let v = run.on_outcome(10 * SEC, 1, asking(status, 5_000), || NO_JITTER);
         assert_eq!(
             v,
             Verdict::Retry {
@@ -190,7 +190,7 @@ fn a_429_or_503_waits_for_a_retry_after_longer_than_the_backoff() {
 fn a_retry_after_shorter_than_the_backoff_does_not_shorten_it() {
     let mut run = interval_run(10 * SEC);
     fire(&mut run, 10 * SEC);
-    let v = run.on_outcome(10 * SEC, 1, asking(429, 200), NO_JITTER);
+    let v = run.on_outcome(10 * SEC, 1, asking(429, 200), || NO_JITTER);
     assert_eq!(retry_delay(v), 1_000);
 }
 
@@ -199,7 +199,7 @@ fn a_retry_waits_for_retry_after_capped_at_an_hour() {
     let mut run = interval_run(10 * SEC);
     fire(&mut run, 10 * SEC);
     let two_hours = 2 * MAX_RETRY_AFTER_MS;
-    let v = run.on_outcome(10 * SEC, 1, asking(503, two_hours), NO_JITTER);
+    let v = run.on_outcome(10 * SEC, 1, asking(503, two_hours), || NO_JITTER);
     assert_eq!(
         v,
         Verdict::Retry {
@@ -214,7 +214,7 @@ fn retry_after_is_ignored_on_other_statuses() {
     for status in [500, 502, 404, 302] {
         let mut run = interval_run(10 * SEC);
         fire(&mut run, 10 * SEC);
-        let v = run.on_outcome(10 * SEC, 1, asking(status, 60_000), NO_JITTER);
+        let v = run.on_outcome(10 * SEC, 1, asking(status, 60_000), || NO_JITTER);
         assert_eq!(retry_delay(v), 1_000, "status {status}");
     }
 }
@@ -223,9 +223,9 @@ fn retry_after_is_ignored_on_other_statuses() {
 fn an_outcome_of_another_slot_or_attempt_is_ignored() {
     let mut run = interval_run(10 * SEC);
     fire(&mut run, 10 * SEC);
-    assert_eq!(run.on_outcome(0, 1, ok(), NO_JITTER), Verdict::Ignore);
+    assert_eq!(run.on_outcome(0, 1, ok(), || NO_JITTER), Verdict::Ignore);
     assert_eq!(
-        run.on_outcome(10 * SEC, 2, ok(), NO_JITTER),
+        run.on_outcome(10 * SEC, 2, ok(), || NO_JITTER),
         Verdict::Ignore
     );
     assert_eq!(run.in_flight().map(|f| f.attempt), Some(1));
@@ -237,7 +237,7 @@ fn a_cancelled_attempt_decides_nothing() {
     let mut run = interval_run(10 * SEC);
     fire(&mut run, 10 * SEC);
     assert_eq!(
-        run.on_outcome(10 * SEC, 1, AttemptOutcome::Cancelled, NO_JITTER),
+        run.on_outcome(10 * SEC, 1, AttemptOutcome::Cancelled, || NO_JITTER),
         Verdict::Ignore
     );
     assert!(run.is_current(10 * SEC, 1));
@@ -249,7 +249,7 @@ fn once_the_task_ended_no_outcome_counts() {
     fire(&mut run, 10 * SEC);
     run.stop();
     assert_eq!(
-        run.on_outcome(10 * SEC, 1, ok(), NO_JITTER),
+        run.on_outcome(10 * SEC, 1, ok(), || NO_JITTER),
         Verdict::Ignore
     );
     assert_eq!(run.progress().execution_count, 0);
@@ -270,7 +270,7 @@ fn a_success_counts_an_execution_and_clears_the_failure_streak() {
     let d = fire(&mut run, 10 * SEC);
     assert_eq!(d.next, Some(20 * SEC));
     assert_eq!(
-        run.on_outcome(10 * SEC, 1, ok(), NO_JITTER),
+        run.on_outcome(10 * SEC, 1, ok(), || NO_JITTER),
         Verdict::Advance
     );
     assert_eq!(
@@ -308,12 +308,12 @@ fn max_cnt_completes_the_task_at_that_many_executions() {
     );
     fire(&mut run, 10 * SEC);
     assert_eq!(
-        run.on_outcome(10 * SEC, 1, ok(), NO_JITTER),
+        run.on_outcome(10 * SEC, 1, ok(), || NO_JITTER),
         Verdict::Advance
     );
     fire(&mut run, 20 * SEC);
     assert_eq!(
-        run.on_outcome(20 * SEC, 1, ok(), NO_JITTER),
+        run.on_outcome(20 * SEC, 1, ok(), || NO_JITTER),
         Verdict::Complete
     );
     assert_eq!(run.progress().execution_count, 2);
@@ -345,7 +345,7 @@ fn a_matching_response_completes_the_task() {
         stop_matched: true,
     };
     assert_eq!(
-        run.on_outcome(10 * SEC, 1, matched, NO_JITTER),
+        run.on_outcome(10 * SEC, 1, matched, || NO_JITTER),
         Verdict::Complete
     );
 }
@@ -356,7 +356,7 @@ fn a_once_task_completes_after_its_successful_execution() {
     let d = fire(&mut run, 10 * SEC);
     assert_eq!(d.next, None);
     assert_eq!(
-        run.on_outcome(10 * SEC, 1, ok(), NO_JITTER),
+        run.on_outcome(10 * SEC, 1, ok(), || NO_JITTER),
         Verdict::Complete
     );
 }
@@ -368,7 +368,7 @@ fn a_once_task_that_always_fails_ends_failed_after_its_last_retry() {
     let mut attempts = 0;
     let verdict = loop {
         attempts += 1;
-        match run.on_outcome(10 * SEC, attempts, AttemptOutcome::Failed, NO_JITTER) {
+        match run.on_outcome(10 * SEC, attempts, AttemptOutcome::Failed, || NO_JITTER) {
             Verdict::Retry { .. } => continue,
             v => break v,
         }
@@ -413,7 +413,7 @@ fn a_success_between_failures_restarts_the_max_failures_count() {
         let slot = (i as i64 + 1) * 10 * SEC;
         fire(&mut run, slot);
         assert_eq!(
-            run.on_outcome(slot, 1, outcome, NO_JITTER),
+            run.on_outcome(slot, 1, outcome, || NO_JITTER),
             Verdict::Advance
         );
     }
@@ -433,7 +433,7 @@ fn max_failures_wins_over_max_cnt_on_the_same_execution() {
     );
     fire(&mut run, 10 * SEC);
     assert_eq!(
-        run.on_outcome(10 * SEC, 1, AttemptOutcome::Failed, NO_JITTER),
+        run.on_outcome(10 * SEC, 1, AttemptOutcome::Failed, || NO_JITTER),
         Verdict::Fail
     );
 }
@@ -451,13 +451,13 @@ fn no_slot_after_end_time_is_registered_and_the_last_execution_completes_the_tas
     );
     assert_eq!(fire(&mut run, 10 * SEC).next, Some(20 * SEC));
     assert_eq!(
-        run.on_outcome(10 * SEC, 1, ok(), NO_JITTER),
+        run.on_outcome(10 * SEC, 1, ok(), || NO_JITTER),
         Verdict::Advance
     );
     assert_eq!(fire(&mut run, 20 * SEC).next, None);
     assert_eq!(run.progress().next_run_time, None);
     assert_eq!(
-        run.on_outcome(20 * SEC, 1, ok(), NO_JITTER),
+        run.on_outcome(20 * SEC, 1, ok(), || NO_JITTER),
         Verdict::Complete
     );
 }
@@ -487,7 +487,7 @@ fn a_failed_last_execution_completes_rather_than_fails_the_task() {
     );
     fire(&mut run, 10 * SEC);
     assert_eq!(
-        run.on_outcome(10 * SEC, 1, replied(500), NO_JITTER),
+        run.on_outcome(10 * SEC, 1, replied(500), || NO_JITTER),
         Verdict::Complete
     );
 }
@@ -577,17 +577,17 @@ fn after_a_take_over_the_slots_missed_before_it_coalesce_and_the_ones_since_are_
         FireAction::Defer { behind: 30 * SEC }
     );
     assert_eq!(
-        run.on_outcome(30 * SEC, 1, ok(), NO_JITTER),
+        run.on_outcome(30 * SEC, 1, ok(), || NO_JITTER),
         Verdict::Advance
     );
     assert_eq!(run.next_deferred(), Some(40 * SEC));
     assert_eq!(
-        run.on_outcome(40 * SEC, 1, ok(), NO_JITTER),
+        run.on_outcome(40 * SEC, 1, ok(), || NO_JITTER),
         Verdict::Advance
     );
     assert_eq!(run.next_deferred(), Some(50 * SEC));
     assert_eq!(
-        run.on_outcome(50 * SEC, 1, ok(), NO_JITTER),
+        run.on_outcome(50 * SEC, 1, ok(), || NO_JITTER),
         Verdict::Advance
     );
     assert_eq!(run.next_deferred(), None);
@@ -619,7 +619,7 @@ fn a_slot_due_while_an_execution_is_in_flight_is_skipped() {
     // The skipped slot is gone for good: the schedule moved past it.
     assert_eq!(run.progress().next_run_time, Some(30 * SEC));
     assert_eq!(
-        run.on_outcome(10 * SEC, 1, ok(), NO_JITTER),
+        run.on_outcome(10 * SEC, 1, ok(), || NO_JITTER),
         Verdict::Advance
     );
     assert_eq!(run.next_deferred(), None);
@@ -629,7 +629,7 @@ fn a_slot_due_while_an_execution_is_in_flight_is_skipped() {
 fn a_slot_due_while_a_retry_waits_is_skipped_too() {
     let mut run = interval_run(10 * SEC);
     fire(&mut run, 10 * SEC);
-    run.on_outcome(10 * SEC, 1, replied(500), NO_JITTER);
+    run.on_outcome(10 * SEC, 1, replied(500), || NO_JITTER);
     assert_eq!(
         fire(&mut run, 20 * SEC).action,
         FireAction::Skip {
@@ -670,7 +670,7 @@ fn slots_deferred_behind_a_catch_up_run_oldest_first_as_catch_ups() {
     fire(&mut run, 30 * SEC);
     // Nothing is started while the catch-up is still in flight.
     assert_eq!(run.next_deferred(), None);
-    run.on_outcome(10 * SEC, 1, ok(), NO_JITTER);
+    run.on_outcome(10 * SEC, 1, ok(), || NO_JITTER);
     assert_eq!(run.next_deferred(), Some(20 * SEC));
     assert_eq!(
         run.in_flight(),
@@ -720,7 +720,7 @@ fn an_abandoned_execution_leaves_the_task_free_to_send_the_next_slot() {
     fire(&mut run, 10 * SEC);
     assert_eq!(run.abandon().map(|f| f.slot), Some(10 * SEC));
     assert_eq!(
-        run.on_outcome(10 * SEC, 1, ok(), NO_JITTER),
+        run.on_outcome(10 * SEC, 1, ok(), || NO_JITTER),
         Verdict::Ignore
     );
     assert_eq!(
@@ -741,7 +741,7 @@ fn a_reschedule_drops_the_deferred_slots_and_registers_the_new_next_run() {
         run.reschedule(Some(100 * SEC)),
         Rescheduled::Register(100 * SEC)
     );
-    run.on_outcome(10 * SEC, 1, ok(), NO_JITTER);
+    run.on_outcome(10 * SEC, 1, ok(), || NO_JITTER);
     assert_eq!(run.next_deferred(), None);
     assert_eq!(run.progress().next_run_time, Some(100 * SEC));
 }
@@ -761,7 +761,7 @@ fn a_reschedule_to_no_run_completes_the_task_unless_an_execution_is_in_flight() 
     );
     // Its outcome then completes it: no next run is left.
     assert_eq!(
-        busy.on_outcome(10 * SEC, 1, ok(), NO_JITTER),
+        busy.on_outcome(10 * SEC, 1, ok(), || NO_JITTER),
         Verdict::Complete
     );
 }
