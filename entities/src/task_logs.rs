@@ -21,6 +21,11 @@ pub struct Model {
     pub response_body: Option<String>,
     /// When the attempt was sent (epoch ms).
     pub created_at: i64,
+    /// What started the execution: `schedule`, `manual` or `catch_up`.
+    pub trigger_kind: String,
+    /// Start of the execution's first attempt minus `scheduled_time`; null for a slot that
+    /// was not sent.
+    pub lateness_ms: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -37,6 +37,12 @@ pub struct Model {
     pub version: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// `fire_once` or `skip`; null reads as `fire_once`.
+    pub misfire_policy: Option<String>,
+    /// Slots missed while the service was down, in all.
+    pub missed_slots: i64,
+    /// The task's own history limits (JSON), null for the global ones.
+    pub retention: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

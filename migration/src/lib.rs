@@ -8,6 +8,7 @@ mod m20261126_000003_create_cluster_partitions;
 mod m20261126_000004_index_tasks_status_task;
 mod m20261203_000005_widen_task_columns;
 mod m20261203_000006_rename_task_type_to_type;
+mod m20261203_000007_operate_tasks;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000004_index_tasks_status_task::Migration),
             Box::new(m20261203_000005_widen_task_columns::Migration),
             Box::new(m20261203_000006_rename_task_type_to_type::Migration),
+            Box::new(m20261203_000007_operate_tasks::Migration),
         ]
     }
 }

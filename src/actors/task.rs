@@ -24,7 +24,9 @@ pub use self::pacer::{CatchUpPacer, CATCH_UP_MAX_DELAY, CATCH_UP_SPACING};
 use super::dispatch::{Dispatcher, ExecError, Execute, OutboundRequest, Outcome};
 use super::outbox::Outbox;
 use super::wheel::{Deregister, Fire, Register, WheelOp};
-use crate::domain::run::{AttemptOutcome, FireAction, StartDecision, Verdict, MAX_RETRY_AFTER_MS};
+use crate::domain::run::{
+    AttemptOutcome, FireAction, StartDecision, Trigger, Verdict, MAX_RETRY_AFTER_MS,
+};
 use crate::domain::{ExecutionRecord, TaskRun, TaskStatus};
 use crate::metrics::{self, ActorKind};
 use crate::store::{ActiveTask, Store, Write};
@@ -64,6 +66,8 @@ struct Wire {
     sending: bool,
     /// This attempt was held back by its destination's token bucket (counted once).
     throttled: bool,
+    /// Start of the first attempt minus the slot, once the first attempt has ended.
+    lateness_ms: Option<i64>,
 }
 
 pub struct TaskActor {
@@ -267,8 +271,15 @@ impl TaskActor {
         );
     }
 
-    /// The execution record of attempt `attempt` of `slot`.
-    fn record(&self, slot: i64, attempt: u32, outcome: Outcome) -> ExecutionRecord {
+    /// The execution record of attempt `attempt` of `slot`, started by `trigger`.
+    fn record(
+        &self,
+        slot: i64,
+        attempt: u32,
+        trigger: Trigger,
+        outcome: Outcome,
+    ) -> ExecutionRecord {
+        let lateness_ms = self.wire.as_ref().and_then(|w| w.lateness_ms);
         let (http_status, error, response_body) = match outcome.result {
             Ok(r) => (Some(r.status), None, Some(r.body)),
             Err(e) => (None, Some(e.to_string()), None),
@@ -283,6 +294,8 @@ impl TaskActor {
             duration_ms: outcome.duration_ms,
             response_body,
             created_at_ms: outcome.sent_at_ms,
+            trigger,
+            lateness_ms,
         }
     }
 
@@ -328,6 +341,15 @@ impl TaskActor {
             }
         }
         let summary = attempt_outcome(&outcome);
+        let trigger = match self.run.in_flight() {
+            Some(f) if f.slot == slot && f.attempt == attempt => f.trigger(),
+            _ => Trigger::Schedule,
+        };
+        if attempt == 1 && self.run.is_current(slot, attempt) {
+            if let Some(w) = &mut self.wire {
+                w.lateness_ms = Some(outcome.sent_at_ms - slot);
+            }
+        }
         let verdict = self
             .run
             .on_outcome(slot, attempt, summary, rand::random::<f64>);
@@ -344,7 +366,7 @@ impl TaskActor {
             }
             Ok(_) => {}
         }
-        let record = self.record(slot, attempt, outcome);
+        let record = self.record(slot, attempt, trigger, outcome);
         self.push_log(record);
         match verdict {
             Verdict::Ignore => {}
@@ -565,6 +587,7 @@ impl TaskActor {
             cancel: CancellationToken::new(),
             sending: false,
             throttled: false,
+            lateness_ms: None,
         });
         match self.deps.cluster.clone() {
             None => self.send_attempt(ctx),

@@ -82,6 +82,46 @@ pub struct Attempt {
     pub catch_up: bool,
 }
 
+impl Attempt {
+    /// What started this execution, as its log rows say.
+    pub fn trigger(&self) -> Trigger {
+        if self.catch_up {
+            Trigger::CatchUp
+        } else {
+            Trigger::Schedule
+        }
+    }
+}
+
+/// What started an execution (README, "The API": each log row's `trigger`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// Its slot came due.
+    Schedule,
+    /// A user asked for it (run now).
+    Manual,
+    /// Fired late on purpose: for slots missed while the task could not fire, or held back
+    /// behind such a fire.
+    CatchUp,
+}
+
+impl Trigger {
+    pub const ALL: [Trigger; 3] = [Trigger::Schedule, Trigger::Manual, Trigger::CatchUp];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+            Trigger::CatchUp => "catch_up",
+        }
+    }
+
+    /// The wire name, exactly as `as_str` writes it.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
 /// What to do when the task (re)starts on this node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StartDecision {
@@ -450,6 +490,9 @@ pub struct ExecutionRecord {
     pub response_body: Option<String>,
     /// When the attempt was sent (epoch ms).
     pub created_at_ms: i64,
+    pub trigger: Trigger,
+    /// Start of the execution's first attempt minus its slot; `None` for a slot not sent.
+    pub lateness_ms: Option<i64>,
 }
 
 impl ExecutionRecord {
@@ -465,6 +508,8 @@ impl ExecutionRecord {
             duration_ms: 0,
             response_body: None,
             created_at_ms: now,
+            trigger: Trigger::Schedule,
+            lateness_ms: None,
         }
     }
 }

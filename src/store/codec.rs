@@ -269,6 +269,9 @@ impl Store {
             version: state.version,
             created_at: state.created_at,
             updated_at: state.updated_at,
+            misfire_policy: None,
+            missed_slots: 0,
+            retention: None,
         })
     }
 }

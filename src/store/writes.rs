@@ -383,6 +383,8 @@ pub fn log_row(r: &ExecutionRecord) -> task_logs::Model {
         duration_ms: r.duration_ms,
         response_body: r.response_body.clone(),
         created_at: r.created_at_ms,
+        trigger_kind: r.trigger.as_str().to_owned(),
+        lateness_ms: r.lateness_ms,
     }
 }
 
