@@ -230,6 +230,14 @@ pub struct LogEntry {
     /// The response body as text, truncated to `http.max_response_bytes`.
     #[schema(required = true)]
     pub response_body: Option<String>,
+    /// What started the execution: `schedule`, `manual` (run now) or `catch_up` (fired late
+    /// on purpose, for slots missed while the task could not fire).
+    #[schema(value_type = String, example = "schedule")]
+    pub trigger: String,
+    /// Start of the execution's first attempt minus `scheduled_time`; `null` for a run that
+    /// was not sent.
+    #[schema(required = true)]
+    pub lateness_ms: Option<i64>,
 }
 
 impl From<&task_logs::Model> for LogEntry {
@@ -244,6 +252,8 @@ impl From<&task_logs::Model> for LogEntry {
             error: l.error.clone(),
             duration_ms: l.duration_ms,
             response_body: l.response_body.clone(),
+            trigger: l.trigger_kind.clone(),
+            lateness_ms: l.lateness_ms,
         }
     }
 }
