@@ -15,8 +15,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorCode;
 use super::requests::{
-    CreateTaskRequest, HttpMethod, PatchTaskRequest, RetryPolicy, StopCondition, TaskStatus,
-    TaskType,
+    CreateTaskRequest, HttpMethod, MisfirePolicy, PatchTaskRequest, RetryPolicy, StopCondition,
+    TaskStatus, TaskType,
 };
 use super::views::{
     ClusterMember, ClusterView, CreateTaskResponse, ErrorBody, LastExecution, LogEntry,
@@ -83,6 +83,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         RetryPolicy,
         TaskType,
         TaskStatus,
+        MisfirePolicy,
         HttpMethod,
     )),
     modifiers(&BearerSecurity),

@@ -37,6 +37,16 @@ pub enum TaskType {
     Cron,
 }
 
+/// What a recurring task does with the slots it missed while the service was down.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum MisfirePolicy {
+    /// One fire, for the latest missed slot (the default).
+    FireOnce,
+    /// None; one log row (attempt 0) says how many were skipped.
+    Skip,
+}
+
 /// A task's state.
 #[derive(ToSchema)]
 #[schema(rename_all = "lowercase")]
@@ -142,10 +152,13 @@ pub struct CreateTaskRequest {
     pub start_time: Option<DateTime<Utc>>,
     pub stop_condition: Option<StopCondition>,
     pub retry: Option<RetryPolicy>,
+    /// Default `fire_once`. A `once` task that was missed fires as soon as it can either way.
+    pub misfire_policy: Option<MisfirePolicy>,
 }
 
 /// The fields to change (at least one). `null` resets `method` (to POST), `headers`, `body`,
-/// `timezone` (to UTC), `stop_condition` and `retry`. Any other key is refused with 400.
+/// `timezone` (to UTC), `stop_condition`, `retry` and `misfire_policy` (to `fire_once`). Any
+/// other key is refused with 400.
 #[derive(ToSchema)]
 #[schema(min_properties = 1, example = json!({"interval_seconds": 60}))]
 pub struct PatchTaskRequest {
@@ -166,4 +179,5 @@ pub struct PatchTaskRequest {
     pub start_time: Option<DateTime<Utc>>,
     pub stop_condition: Option<StopCondition>,
     pub retry: Option<RetryPolicy>,
+    pub misfire_policy: Option<MisfirePolicy>,
 }

@@ -10,7 +10,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::error::ErrorCode;
-use super::requests::{HttpMethod, RetryPolicy, StopCondition, TaskStatus, TaskType};
+use super::requests::{
+    HttpMethod, MisfirePolicy, RetryPolicy, StopCondition, TaskStatus, TaskType,
+};
 use crate::cluster::membership;
 use crate::time::to_rfc3339;
 
@@ -109,6 +111,12 @@ pub struct TaskView {
     /// The task's own retry settings, `null` when it uses the defaults.
     #[schema(value_type = Option<RetryPolicy>, required = true)]
     pub retry: Option<Value>,
+    #[schema(value_type = MisfirePolicy)]
+    pub misfire_policy: String,
+    /// Slots missed while the service was down, in all: with `fire_once`, those its catch-up
+    /// fire stood in for (all but the one it was fired for); with `skip`, every one. Slots
+    /// that fell inside a pause are not counted.
+    pub missed_slots: i64,
     /// Executions so far (one scheduled fire with its retries).
     pub execution_count: i64,
     pub consecutive_failures: i64,
@@ -157,6 +165,11 @@ impl TaskView {
             stop_condition: stored_json(&m.stop_condition)
                 .unwrap_or_else(|| Value::Object(Default::default())),
             retry: stored_json(&m.retry),
+            misfire_policy: m
+                .misfire_policy
+                .clone()
+                .unwrap_or_else(|| "fire_once".to_owned()),
+            missed_slots: m.missed_slots,
             execution_count: m.execution_count,
             consecutive_failures: m.consecutive_failures,
             last_execution: last.map(LastExecution::from),

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 
 use uuid::Uuid;
 
-use super::{backoff_delay_ms, Schedule, TaskSpec, TaskType};
+use super::{backoff_delay_ms, MisfirePolicy, Schedule, TaskSpec, TaskType};
 
 /// The longest a 429/503 `Retry-After` makes a retry wait (one hour). A server may ask for
 /// more; the retry then comes after this (the execution in flight blocks the task's next fires
@@ -23,6 +23,11 @@ pub const MAX_DEFERRED: usize = 16;
 
 /// What the log says of a slot that was not sent because the one before was still running.
 pub const SKIPPED_OVERLAP: &str = "skipped: previous execution still in flight";
+
+/// How many missed cron slots one restart counts at most (they are walked one by one; an
+/// interval's are counted exactly, whatever their number). A per-second cron down for more
+/// than a few hours counts this many.
+pub const MAX_COUNTED_MISSES: u64 = 10_000;
 
 /// The node's retry settings, for tasks that do not set their own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +47,7 @@ pub struct RunRules {
     pub max_failures: Option<u32>,
     pub max_retries: u32,
     pub backoff_ms: u64,
+    pub misfire_policy: MisfirePolicy,
 }
 
 impl RunRules {
@@ -55,6 +61,7 @@ impl RunRules {
             max_failures: stop.max_failures,
             max_retries: spec.retry.max_retries.unwrap_or(defaults.max_retries),
             backoff_ms: spec.retry.backoff_ms.unwrap_or(defaults.backoff_ms),
+            misfire_policy: spec.misfire_policy,
         }
     }
 
@@ -70,6 +77,9 @@ pub struct Progress {
     pub next_run_time: Option<i64>,
     pub execution_count: i64,
     pub consecutive_failures: i64,
+    /// Slots missed while the task could not fire, in all: with `fire_once`, the ones its
+    /// catch-up fire stood in for (all but the one it was fired for); with `skip`, all.
+    pub missed_slots: i64,
 }
 
 /// The execution in flight: a slot and its current attempt (numbered from 1).
@@ -129,6 +139,14 @@ pub enum StartDecision {
     Register(i64),
     /// The due slot is overdue: fire once, now, for this slot (the latest one missed).
     CatchUp(i64),
+    /// The due slot is overdue and the task's misfire policy is `skip`: none of the `skipped`
+    /// slots up to `latest` is fired (one log row says so); the task goes on at `next`, or
+    /// completes if none is left before `end_time`.
+    SkipMissed {
+        latest: i64,
+        skipped: u64,
+        next: Option<i64>,
+    },
     /// Nothing left to run (no next slot, or the next one is after `end_time`).
     Complete,
 }
@@ -293,10 +311,45 @@ impl TaskRun {
             return StartDecision::Register(due);
         }
         let coalesce_until = self.catch_up_from.map_or(now, |from| from.min(now));
-        let slot = self.rules.schedule.latest_due(due, coalesce_until);
-        self.progress.next_run_time = Some(slot);
         self.late_until = now;
-        StartDecision::CatchUp(slot)
+        if self.rules.task_type == TaskType::Once || due > coalesce_until {
+            // A once task fires as soon as it can; a slot due since a take-over was not
+            // missed (the new owner sends it).
+            self.progress.next_run_time = Some(due);
+            return StartDecision::CatchUp(due);
+        }
+        // No slot after `end_time` runs, nor is counted as missed.
+        let until = self
+            .rules
+            .end_ms
+            .map_or(coalesce_until, |end| end.min(coalesce_until));
+        let slot = self.rules.schedule.latest_due(due, until);
+        let slots = self
+            .rules
+            .schedule
+            .slots_through(due, slot, MAX_COUNTED_MISSES);
+        let counted = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        match self.rules.misfire_policy {
+            MisfirePolicy::FireOnce => {
+                self.progress.missed_slots = self
+                    .progress
+                    .missed_slots
+                    .saturating_add(counted(slots.saturating_sub(1)));
+                self.progress.next_run_time = Some(slot);
+                StartDecision::CatchUp(slot)
+            }
+            MisfirePolicy::Skip => {
+                self.progress.missed_slots =
+                    self.progress.missed_slots.saturating_add(counted(slots));
+                let next = self.following(slot);
+                self.progress.next_run_time = next;
+                StartDecision::SkipMissed {
+                    latest: slot,
+                    skipped: slots,
+                    next,
+                }
+            }
+        }
     }
 
     /// Slots at or before `now` were held back (a lapsed cluster lease): the ones fired for
@@ -496,6 +549,29 @@ pub struct ExecutionRecord {
 }
 
 impl ExecutionRecord {
+    /// The slots up to `latest` were missed and, by the task's misfire policy, not fired.
+    pub fn skipped_missed(
+        task_id: Uuid,
+        user_id: i64,
+        latest: i64,
+        skipped: u64,
+        now: i64,
+    ) -> Self {
+        Self {
+            task_id,
+            user_id,
+            scheduled_ms: latest,
+            attempt: 0,
+            http_status: None,
+            error: Some(format!("missed: {skipped} slots skipped")),
+            duration_ms: 0,
+            response_body: None,
+            created_at_ms: now,
+            trigger: Trigger::CatchUp,
+            lateness_ms: None,
+        }
+    }
+
     /// `slot` was skipped at `now` because the execution before it was still in flight.
     pub fn skipped_overlap(task_id: Uuid, user_id: i64, slot: i64, now: i64) -> Self {
         Self {

@@ -105,6 +105,49 @@ impl Schedule {
         };
         latest.map_or(due_ms, |s| s.max(due_ms))
     }
+
+    /// How many slots lie in `first_ms ..= last_ms`, where `first_ms` is a slot: counted
+    /// exactly on an interval grid, walked one by one for cron up to `cap` (the count then
+    /// stops at `cap`, so a long outage of a per-second cron costs bounded work).
+    pub fn slots_through(&self, first_ms: i64, last_ms: i64, cap: u64) -> u64 {
+        if last_ms < first_ms {
+            return 0;
+        }
+        match self {
+            Schedule::Interval {
+                anchor_ms,
+                every_ms,
+            } if *every_ms > 0 => {
+                // `first_ms` itself (on the grid or not, after a re-anchoring), then the grid
+                // points after it.
+                let after = match (
+                    interval_next_after(*anchor_ms, *every_ms, first_ms),
+                    interval_latest_at_or_before(*anchor_ms, *every_ms, last_ms),
+                ) {
+                    (Some(a), Some(b)) if a <= b => {
+                        (i128::from(b) - i128::from(a)) / i128::from(*every_ms) + 1
+                    }
+                    _ => 0,
+                };
+                u64::try_from(after + 1).unwrap_or(u64::MAX).min(cap)
+            }
+            Schedule::Interval { .. } | Schedule::Once { .. } => 1,
+            Schedule::Cron { .. } => {
+                let mut n = 1;
+                let mut at = first_ms;
+                while n < cap {
+                    match self.next_after(at) {
+                        Some(next) if next <= last_ms => {
+                            n += 1;
+                            at = next;
+                        }
+                        _ => break,
+                    }
+                }
+                n
+            }
+        }
+    }
 }
 
 /// The smallest `anchor + k·every > after` with k ≥ 0.
@@ -217,6 +260,33 @@ mod tests {
         // A due time off the grid (re-anchored since) is kept when no later slot passed.
         assert_eq!(every(0, 20).latest_due(30_000, 35_000), 30_000);
         assert_eq!(every(0, 20).latest_due(30_000, 45_000), 40_000);
+    }
+
+    #[test]
+    fn slots_missed_on_an_interval_grid_are_counted_exactly() {
+        let s = every(0, 20);
+        assert_eq!(s.slots_through(20_000, 20_000, 100), 1);
+        assert_eq!(s.slots_through(20_000, 39_999, 100), 1);
+        assert_eq!(s.slots_through(20_000, 100_000, 100), 5);
+        assert_eq!(s.slots_through(20_000, 100_000, 3), 3);
+        assert_eq!(s.slots_through(20_000, 10_000, 100), 0);
+        // A due time off the grid counts itself and the grid points after it.
+        assert_eq!(s.slots_through(30_000, 40_000, 100), 2);
+        assert_eq!(s.slots_through(30_000, 35_000, 100), 1);
+        // A year of per-second slots is arithmetic, not a walk.
+        let second = every(0, 1);
+        assert_eq!(
+            second.slots_through(0, 365 * 86_400_000, u64::MAX),
+            365 * 86_400 + 1
+        );
+    }
+
+    #[test]
+    fn slots_missed_by_a_cron_schedule_are_walked_up_to_the_cap() {
+        let s = Schedule::build(TaskType::Cron, None, Some("0 * * * * ?"), Some("UTC"), 0).unwrap();
+        assert_eq!(s.slots_through(60_000, 60_000, 100), 1);
+        assert_eq!(s.slots_through(60_000, 600_000, 100), 10);
+        assert_eq!(s.slots_through(60_000, 600_000, 4), 4);
     }
 
     // --- once ---------------------------------------------------------------------------------

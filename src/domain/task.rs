@@ -156,6 +156,33 @@ impl fmt::Display for TaskStatus {
     }
 }
 
+/// What a recurring task does with the slots it missed while it could not fire (README, "The
+/// API": misfires). A `once` task that was missed always fires as soon as it can.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MisfirePolicy {
+    /// One fire for all the missed slots, for the latest of them.
+    #[default]
+    FireOnce,
+    /// None of them: one log row says how many were skipped.
+    Skip,
+}
+
+impl MisfirePolicy {
+    pub const ALL: [MisfirePolicy; 2] = [MisfirePolicy::FireOnce, MisfirePolicy::Skip];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MisfirePolicy::FireOnce => "fire_once",
+            MisfirePolicy::Skip => "skip",
+        }
+    }
+
+    /// The wire name, exactly as `as_str` writes it.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
 /// A task's own retry settings; `None` falls back to the configured default.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetryOverride {
@@ -191,6 +218,7 @@ pub struct TaskSpec {
     pub start_time: Option<DateTime<Utc>>,
     pub stop_condition: StopCondition,
     pub retry: RetryOverride,
+    pub misfire_policy: MisfirePolicy,
 }
 
 /// Spread of the backoff jitter: each wait is within ±20 % of its nominal value.
@@ -262,6 +290,16 @@ mod tests {
         }
         assert_eq!(TaskType::parse("Interval"), None);
         assert_eq!(TaskType::parse("weekly"), None);
+    }
+
+    #[test]
+    fn misfire_policies_round_trip_through_their_wire_names() {
+        for p in MisfirePolicy::ALL {
+            assert_eq!(MisfirePolicy::parse(p.as_str()), Some(p));
+        }
+        assert_eq!(MisfirePolicy::default(), MisfirePolicy::FireOnce);
+        assert_eq!(MisfirePolicy::parse("fire_all"), None);
+        assert_eq!(MisfirePolicy::parse("Skip"), None);
     }
 
     #[test]
@@ -346,6 +384,7 @@ mod tests {
             start_time: start_ms.and_then(DateTime::from_timestamp_millis),
             stop_condition: StopCondition::default(),
             retry: RetryOverride::default(),
+            misfire_policy: MisfirePolicy::default(),
         }
     }
 

@@ -177,6 +177,7 @@ impl<'a> TaskService<'a> {
                 next_run_time: next,
                 execution_count: 0,
                 consecutive_failures: 0,
+                missed_slots: 0,
                 version: 1,
             })));
         self.notify(task_id, ChangeKind::Upsert, true, next).await;
@@ -225,6 +226,7 @@ impl<'a> TaskService<'a> {
                 next_run_time: next,
                 execution_count: m.execution_count,
                 consecutive_failures: m.consecutive_failures,
+                missed_slots: m.missed_slots,
                 version: m.version + 1,
                 created_at: m.created_at,
                 updated_at: now,
@@ -260,6 +262,7 @@ impl<'a> TaskService<'a> {
                         next_run_time: next,
                         execution_count: m.execution_count,
                         consecutive_failures: m.consecutive_failures,
+                        missed_slots: m.missed_slots,
                         version: m.version + 1,
                     }),
                     reschedule,
@@ -429,6 +432,7 @@ impl<'a> TaskService<'a> {
                         next_run_time: Some(next),
                         execution_count: m.execution_count,
                         consecutive_failures: m.consecutive_failures,
+                        missed_slots: m.missed_slots,
                         version: m.version + 1,
                     })));
                 self.notify(task_id, ChangeKind::Resume, true, Some(next))

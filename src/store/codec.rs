@@ -20,6 +20,8 @@ pub struct ActiveTask {
     pub next_run_time: Option<i64>,
     pub execution_count: i64,
     pub consecutive_failures: i64,
+    /// Slots missed while the task could not fire, in all.
+    pub missed_slots: i64,
     /// The row's `version` when this was read (cluster reconciliation compares it).
     pub version: i64,
 }
@@ -56,6 +58,7 @@ pub struct RowState {
     pub next_run_time: Option<i64>,
     pub execution_count: i64,
     pub consecutive_failures: i64,
+    pub missed_slots: i64,
     pub version: i64,
     pub created_at: i64,
     pub updated_at: i64,
@@ -69,6 +72,7 @@ impl RowState {
             next_run_time,
             execution_count: 0,
             consecutive_failures: 0,
+            missed_slots: 0,
             version: 1,
             created_at: now,
             updated_at: now,
@@ -147,6 +151,7 @@ impl Store {
             "type": m.task_type,
             "http_endpoint": endpoint,
             "method": m.method,
+            "misfire_policy": m.misfire_policy,
         });
         let obj = v
             .as_object_mut()
@@ -220,6 +225,7 @@ impl Store {
             next_run_time: m.next_run_time,
             execution_count: m.execution_count,
             consecutive_failures: m.consecutive_failures,
+            missed_slots: m.missed_slots,
             version: m.version,
         })
     }
@@ -269,8 +275,8 @@ impl Store {
             version: state.version,
             created_at: state.created_at,
             updated_at: state.updated_at,
-            misfire_policy: None,
-            missed_slots: 0,
+            misfire_policy: Some(spec.misfire_policy.as_str().to_owned()),
+            missed_slots: state.missed_slots,
             retention: None,
         })
     }

@@ -52,6 +52,15 @@ pub enum Write {
     },
     /// One execution attempt's record; its row is built here, at the edge ([`log_row`]).
     Log(Box<ExecutionRecord>),
+    /// Slots were missed while the task could not fire: the new total and the next run (the
+    /// catch-up's slot, or the slot after the ones skipped), in one statement, so a restart
+    /// before the catch-up ends counts nothing twice. Never revives a task that is no longer
+    /// active; does not bump `version`.
+    Missed {
+        task_id: String,
+        next_run_time: Option<i64>,
+        missed_slots: i64,
+    },
     DeleteTask {
         task_id: String,
     },
@@ -80,7 +89,7 @@ impl Write {
     /// node's state), nor are the API's writes (a user's change applies whoever runs the task).
     pub fn fenced_task(&self) -> Option<&str> {
         match self {
-            Write::Advance { task_id, .. } => Some(task_id),
+            Write::Advance { task_id, .. } | Write::Missed { task_id, .. } => Some(task_id),
             Write::SetStatus {
                 task_id,
                 expected_version: None,
@@ -144,6 +153,10 @@ pub async fn apply_write<C: ConnectionTrait>(db: &C, w: &Write) -> Result<u64, D
                     Expr::value(m.stop_condition.clone()),
                 )
                 .col_expr(tasks::Column::Retry, Expr::value(m.retry.clone()))
+                .col_expr(
+                    tasks::Column::MisfirePolicy,
+                    Expr::value(m.misfire_policy.clone()),
+                )
                 .col_expr(tasks::Column::NextRunTime, Expr::value(m.next_run_time))
                 .col_expr(tasks::Column::Version, Expr::value(expected_version + 1))
                 .col_expr(tasks::Column::UpdatedAt, Expr::value(m.updated_at))
@@ -202,6 +215,20 @@ pub async fn apply_write<C: ConnectionTrait>(db: &C, w: &Write) -> Result<u64, D
             None => Ok(0),
         },
         Write::Log(r) => insert_logs(db, &[log_row(r)]).await,
+        Write::Missed {
+            task_id,
+            next_run_time,
+            missed_slots,
+        } => {
+            let r = tasks::Entity::update_many()
+                .col_expr(tasks::Column::NextRunTime, Expr::value(*next_run_time))
+                .col_expr(tasks::Column::MissedSlots, Expr::value(*missed_slots))
+                .filter(tasks::Column::TaskId.eq(task_id.clone()))
+                .filter(tasks::Column::Status.is_in(active_names()))
+                .exec(db)
+                .await?;
+            Ok(r.rows_affected)
+        }
         Write::DeleteTask { task_id } => {
             task_logs::Entity::delete_many()
                 .filter(task_logs::Column::TaskId.eq(task_id.clone()))

@@ -16,6 +16,7 @@ mod key_file;
 mod lifecycle;
 mod metrics;
 mod migrations;
+mod misfire;
 mod openapi;
 mod outbound;
 mod pause;

@@ -66,6 +66,7 @@ pub(super) fn run_parts(task: ActiveTask, deps: &TaskDeps) -> (RunRules, Progres
         next_run_time: task.next_run_time,
         execution_count: task.execution_count,
         consecutive_failures: task.consecutive_failures,
+        missed_slots: task.missed_slots,
     };
     (RunRules::of(&task.spec, task.schedule, defaults), progress)
 }

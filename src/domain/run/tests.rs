@@ -25,6 +25,7 @@ fn rules(schedule: Schedule) -> RunRules {
         max_failures: None,
         max_retries: 3,
         backoff_ms: 1_000,
+        misfire_policy: MisfirePolicy::FireOnce,
     }
 }
 
@@ -265,6 +266,7 @@ fn a_success_counts_an_execution_and_clears_the_failure_streak() {
             next_run_time: Some(10 * SEC),
             execution_count: 4,
             consecutive_failures: 2,
+            missed_slots: 0,
         },
     );
     let d = fire(&mut run, 10 * SEC);
@@ -279,6 +281,7 @@ fn a_success_counts_an_execution_and_clears_the_failure_streak() {
             next_run_time: Some(20 * SEC),
             execution_count: 5,
             consecutive_failures: 0,
+            missed_slots: 0,
         }
     );
 }
@@ -598,6 +601,128 @@ fn after_a_take_over_the_slots_missed_before_it_coalesce_and_the_ones_since_are_
 fn a_take_over_later_than_now_coalesces_up_to_now() {
     let mut run = interval_run(10 * SEC).taken_over_at(Some(90 * SEC));
     assert_eq!(run.on_start(55 * SEC), StartDecision::CatchUp(50 * SEC));
+}
+
+fn skipping_run(next_run_time: i64) -> TaskRun {
+    let rules = RunRules {
+        misfire_policy: MisfirePolicy::Skip,
+        ..rules(every_ten_seconds())
+    };
+    TaskRun::new(rules, at(next_run_time))
+}
+
+#[test]
+fn fire_once_counts_the_missed_slots_its_catch_up_stands_in_for() {
+    // 10, 20, 30, 40 and 50 s were missed: one fire, for 50 s, stands in for the other four.
+    let mut run = interval_run(10 * SEC);
+    assert_eq!(run.on_start(55 * SEC), StartDecision::CatchUp(50 * SEC));
+    assert_eq!(run.progress().missed_slots, 4);
+    // One slot overdue is fired late, not missed.
+    let mut run = interval_run(50 * SEC);
+    assert_eq!(run.on_start(55 * SEC), StartDecision::CatchUp(50 * SEC));
+    assert_eq!(run.progress().missed_slots, 0);
+}
+
+#[test]
+fn skip_fires_none_of_the_missed_slots_and_goes_on_at_the_next_one() {
+    let mut run = skipping_run(10 * SEC);
+    assert_eq!(
+        run.on_start(55 * SEC),
+        StartDecision::SkipMissed {
+            latest: 50 * SEC,
+            skipped: 5,
+            next: Some(60 * SEC)
+        }
+    );
+    assert_eq!(run.progress().missed_slots, 5);
+    assert_eq!(run.progress().next_run_time, Some(60 * SEC));
+    assert!(run.in_flight().is_none());
+    // Its next slot is an ordinary one, not a catch-up.
+    assert_eq!(
+        fire(&mut run, 60 * SEC).action,
+        FireAction::Execute { catch_up: false }
+    );
+}
+
+#[test]
+fn missed_slots_add_up_across_restarts() {
+    let mut run = TaskRun::new(
+        RunRules {
+            misfire_policy: MisfirePolicy::Skip,
+            ..rules(every_ten_seconds())
+        },
+        Progress {
+            next_run_time: Some(10 * SEC),
+            missed_slots: 7,
+            ..Progress::default()
+        },
+    );
+    run.on_start(35 * SEC);
+    assert_eq!(run.progress().missed_slots, 10);
+}
+
+#[test]
+fn skip_completes_a_task_whose_end_time_passed_during_the_outage() {
+    let rules = RunRules {
+        misfire_policy: MisfirePolicy::Skip,
+        end_ms: Some(45 * SEC),
+        ..rules(every_ten_seconds())
+    };
+    let mut run = TaskRun::new(rules, at(10 * SEC));
+    assert_eq!(
+        run.on_start(55 * SEC),
+        StartDecision::SkipMissed {
+            latest: 40 * SEC,
+            skipped: 4,
+            next: None
+        }
+    );
+}
+
+#[test]
+fn a_once_task_fires_when_missed_whatever_its_misfire_policy() {
+    let rules = RunRules {
+        task_type: TaskType::Once,
+        misfire_policy: MisfirePolicy::Skip,
+        ..rules(Schedule::Once { at_ms: 10 * SEC })
+    };
+    let mut run = TaskRun::new(rules, at(10 * SEC));
+    assert_eq!(run.on_start(99 * SEC), StartDecision::CatchUp(10 * SEC));
+    assert_eq!(run.progress().missed_slots, 0);
+}
+
+#[test]
+fn after_a_take_over_skip_drops_only_the_slots_missed_before_it() {
+    // Nobody ran the task from 10 s until the take-over at 32 s; it starts here at 55 s.
+    let mut run = skipping_run(10 * SEC).taken_over_at(Some(32 * SEC));
+    assert_eq!(
+        run.on_start(55 * SEC),
+        StartDecision::SkipMissed {
+            latest: 30 * SEC,
+            skipped: 3,
+            next: Some(40 * SEC)
+        }
+    );
+    // 40 s and 50 s were due after the take-over: each is sent, late.
+    assert_eq!(
+        fire(&mut run, 40 * SEC).action,
+        FireAction::Execute { catch_up: true }
+    );
+    // A slot due after the take-over is not a misfire at all.
+    let mut run = skipping_run(40 * SEC).taken_over_at(Some(32 * SEC));
+    assert_eq!(run.on_start(55 * SEC), StartDecision::CatchUp(40 * SEC));
+    assert_eq!(run.progress().missed_slots, 0);
+}
+
+#[test]
+fn a_catch_up_is_never_for_a_slot_after_end_time() {
+    let rules = RunRules {
+        end_ms: Some(45 * SEC),
+        ..rules(every_ten_seconds())
+    };
+    let mut run = TaskRun::new(rules, at(10 * SEC));
+    assert_eq!(run.on_start(55 * SEC), StartDecision::CatchUp(40 * SEC));
+    assert_eq!(run.progress().missed_slots, 3);
 }
 
 // ---- overlap and deferral ----

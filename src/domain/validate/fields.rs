@@ -11,7 +11,7 @@ use crate::domain::limits::{
     InputLimits, MAX_SEALED_HEADERS_BYTES, MAX_STORED_BODY_BYTES, SEAL_OVERHEAD_BYTES,
 };
 use crate::domain::stop::StopCondition;
-use crate::domain::task::{Method, RetryOverride, TaskType};
+use crate::domain::task::{Method, MisfirePolicy, RetryOverride, TaskType};
 
 /// The longest interval: ten years of 365 days.
 pub const MAX_INTERVAL_SECONDS: u64 = 10 * 365 * 24 * 60 * 60;
@@ -158,6 +158,21 @@ pub(super) fn parse_method(v: &Value) -> Result<Method, FieldError> {
         Value::String(s) => Method::parse(s)
             .ok_or_else(|| FieldError::new("method", format!("{allowed} (got '{}')", shorten(s)))),
         _ => Err(FieldError::new("method", allowed)),
+    }
+}
+
+/// `misfire_policy`: `fire_once` (also for `null`) or `skip`.
+pub(super) fn parse_misfire_policy(v: &Value) -> Result<MisfirePolicy, FieldError> {
+    let allowed = "must be fire_once or skip";
+    match v {
+        Value::Null => Ok(MisfirePolicy::default()),
+        Value::String(s) => MisfirePolicy::parse(s).ok_or_else(|| {
+            FieldError::new(
+                "misfire_policy",
+                format!("{allowed} (got '{}')", shorten(s)),
+            )
+        }),
+        _ => Err(FieldError::new("misfire_policy", allowed)),
     }
 }
 

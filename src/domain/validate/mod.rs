@@ -18,16 +18,16 @@ use super::error::shorten;
 pub use super::error::FieldError;
 pub use super::limits::InputLimits;
 use super::stop::StopCondition;
-use super::task::{Method, RetryOverride, TaskSpec, TaskType};
+use super::task::{Method, MisfirePolicy, RetryOverride, TaskSpec, TaskType};
 use fields::{
     body_object, check_interval, parse_body, parse_cron_text, parse_endpoint, parse_headers,
-    parse_interval, parse_method, parse_retry, parse_start_time, parse_stop_condition,
-    parse_timezone, parse_type, parse_user_id, required, validate_cron,
+    parse_interval, parse_method, parse_misfire_policy, parse_retry, parse_start_time,
+    parse_stop_condition, parse_timezone, parse_type, parse_user_id, required, validate_cron,
 };
 pub use fields::{MAX_BACKOFF_MS, MAX_INTERVAL_SECONDS, MAX_RETRIES};
 
 /// The fields PATCH may change.
-const PATCHABLE: [&str; 10] = [
+const PATCHABLE: [&str; 11] = [
     "http_endpoint",
     "method",
     "headers",
@@ -38,10 +38,11 @@ const PATCHABLE: [&str; 10] = [
     "start_time",
     "stop_condition",
     "retry",
+    "misfire_policy",
 ];
 
 /// Task fields that exist but PATCH may not change.
-const NOT_PATCHABLE: [&str; 13] = [
+const NOT_PATCHABLE: [&str; 14] = [
     "task_id",
     "user_id",
     "type",
@@ -55,6 +56,7 @@ const NOT_PATCHABLE: [&str; 13] = [
     "last_execution",
     "header_names",
     "last_updated",
+    "missed_slots",
 ];
 
 /// Validates a create body within the default [`InputLimits`]. Fields that do not belong to the
@@ -98,6 +100,7 @@ pub fn parse_create_within(v: &Value, limits: &InputLimits) -> Result<TaskSpec, 
     };
     let stop_condition = parse_stop_condition(field("stop_condition"), limits)?;
     let retry = parse_retry(field("retry"))?;
+    let misfire_policy = parse_misfire_policy(field("misfire_policy"))?;
 
     Ok(TaskSpec {
         user_id,
@@ -112,6 +115,7 @@ pub fn parse_create_within(v: &Value, limits: &InputLimits) -> Result<TaskSpec, 
         start_time,
         stop_condition,
         retry,
+        misfire_policy,
     })
 }
 
@@ -130,6 +134,7 @@ pub struct TaskPatch {
     pub start_time: Option<DateTime<Utc>>,
     pub stop_condition: Option<StopCondition>,
     pub retry: Option<RetryOverride>,
+    pub misfire_policy: Option<MisfirePolicy>,
 }
 
 impl TaskPatch {
@@ -145,7 +150,7 @@ impl TaskPatch {
 /// Validates a PATCH body. Unknown keys and fields that cannot be changed are refused, naming
 /// the key; an empty object is refused too. `null` resets the optional fields (`method` to
 /// POST, `headers` to none, `body` to none, `timezone` to UTC, `stop_condition` and `retry` to
-/// empty); the others cannot be `null`. Within the default [`InputLimits`].
+/// empty, `misfire_policy` to `fire_once`); the others cannot be `null`. Within the default [`InputLimits`].
 pub fn parse_patch(v: &Value) -> Result<TaskPatch, FieldError> {
     parse_patch_within(v, &InputLimits::DEFAULT)
 }
@@ -199,6 +204,9 @@ pub fn parse_patch_within(v: &Value, limits: &InputLimits) -> Result<TaskPatch, 
     }
     if let Some(v) = object.get("retry") {
         patch.retry = Some(parse_retry(v)?);
+    }
+    if let Some(v) = object.get("misfire_policy") {
+        patch.misfire_policy = Some(parse_misfire_policy(v)?);
     }
     Ok(patch)
 }
@@ -258,6 +266,9 @@ pub fn apply_patch(spec: &TaskSpec, patch: TaskPatch) -> Result<TaskSpec, FieldE
     }
     if let Some(retry) = patch.retry {
         next.retry = retry;
+    }
+    if let Some(policy) = patch.misfire_policy {
+        next.misfire_policy = policy;
     }
 
     match kind {
@@ -711,6 +722,34 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(e.field, "stop_condition.max_cnt");
+    }
+
+    #[test]
+    fn a_misfire_policy_is_fire_once_or_skip_and_can_be_patched() {
+        assert_eq!(
+            parse_create(&interval_task()).unwrap().misfire_policy,
+            MisfirePolicy::FireOnce
+        );
+        let skip = parse_create(&with(interval_task(), "misfire_policy", json!("skip"))).unwrap();
+        assert_eq!(skip.misfire_policy, MisfirePolicy::Skip);
+        for bad in [json!("fire_all"), json!(1), json!("SKIP"), json!({})] {
+            assert_eq!(
+                field_of(with(interval_task(), "misfire_policy", bad)),
+                "misfire_policy"
+            );
+        }
+        let patch = parse_patch(&json!({"misfire_policy": "skip"})).unwrap();
+        let spec = parse_create(&interval_task()).unwrap();
+        assert_eq!(
+            apply_patch(&spec, patch).unwrap().misfire_policy,
+            MisfirePolicy::Skip
+        );
+        let reset = parse_patch(&json!({"misfire_policy": null})).unwrap();
+        assert_eq!(
+            apply_patch(&skip, reset).unwrap().misfire_policy,
+            MisfirePolicy::FireOnce
+        );
+        assert!(parse_patch(&json!({"missed_slots": 0})).is_err());
     }
 
     #[test]
