@@ -12,7 +12,7 @@ use sea_orm::{
 
 use uuid::Uuid;
 
-use super::active_names;
+use super::{active_names, live_names};
 use crate::domain::{ExecutionRecord, TaskStatus};
 
 /// A change to storage. The persistence actor applies these in arrival order, batching them.
@@ -42,8 +42,8 @@ pub enum Write {
         expected_version: i64,
         now: i64,
     },
-    /// A schedule advance; never revives a task that is no longer active. Does not bump
-    /// `version`.
+    /// A schedule advance; never revives a task that is no longer active (a paused task takes
+    /// the counts, not the next run). Does not bump `version`.
     Advance {
         task_id: String,
         next_run_time: Option<i64>,
@@ -371,25 +371,32 @@ pub async fn advance_many<C: ConnectionTrait>(
     // The status condition sits inside each CASE rather than in the WHERE clause: with both
     // in the WHERE, SQLite's planner picked the status index and walked every active row per
     // statement (a full core at 100,000 tasks); `task_id IN (…)` alone is a primary-key lookup.
-    let active = || tasks::Column::Status.is_in(active_names());
-    let keep_if_inactive = |case: CaseStatement, col: tasks::Column| -> Expr {
+    //
+    // The counts of an execution that ended after a pause committed (a pause through another
+    // node, before this node's writes reached the database) still apply to the paused task;
+    // its next run does not (resume computes one).
+    let only_if = |states: &[&'static str], case: CaseStatement, col: tasks::Column| -> Expr {
         CaseStatement::new()
-            .case(active(), case.finally(Expr::col(col)))
+            .case(
+                tasks::Column::Status.is_in(states.iter().copied()),
+                case.finally(Expr::col(col)),
+            )
             .finally(Expr::col(col))
             .into()
     };
+    let (active, live) = (active_names(), live_names());
     let r = tasks::Entity::update_many()
         .col_expr(
             tasks::Column::NextRunTime,
-            keep_if_inactive(next, tasks::Column::NextRunTime),
+            only_if(&active, next, tasks::Column::NextRunTime),
         )
         .col_expr(
             tasks::Column::ExecutionCount,
-            keep_if_inactive(count, tasks::Column::ExecutionCount),
+            only_if(&live, count, tasks::Column::ExecutionCount),
         )
         .col_expr(
             tasks::Column::ConsecutiveFailures,
-            keep_if_inactive(failures, tasks::Column::ConsecutiveFailures),
+            only_if(&live, failures, tasks::Column::ConsecutiveFailures),
         )
         .filter(tasks::Column::TaskId.is_in(rows.iter().map(|r| r.task_id)))
         .exec(db)

@@ -9,17 +9,29 @@ use crate::on_both_backends;
 
 on_both_backends!(batched_advances_update_active_tasks_and_never_touch_ended_ones);
 
+/// Also: an execution that ends after its task was paused (through another node, before
+/// this node's writes reached the database) still counts, but moves no next run.
 async fn batched_advances_update_active_tasks_and_never_touch_ended_ones(backend: Backend) {
     let app = spawn_app(backend).await;
     // Idle tasks (an hour apart), so nothing but this test writes their counters.
     let active = app.create_task(interval_task(&app, "/a", 3600)).await;
     let ended = app.create_task(interval_task(&app, "/b", 3600)).await;
+    let paused = app.create_task(interval_task(&app, "/c", 3600)).await;
     let (status, _) = app.cancel(&ended).await;
     assert_eq!(status, 200);
+    let r = app
+        .client
+        .put(app.url(&format!("/api/v1/tasks/{paused}/pause")))
+        .bearer_auth(crate::helpers::token(1001))
+        .send()
+        .await
+        .expect("pause");
+    assert_eq!(r.status(), 200);
     let db = sea_orm::Database::connect(&app.db.url)
         .await
         .expect("connect to the test database");
     let before = row(&db, &ended).await;
+    let paused_before = row(&db, &paused).await;
 
     advance_many(
         &db,
@@ -35,6 +47,12 @@ async fn batched_advances_update_active_tasks_and_never_touch_ended_ones(backend
                 next_run_time: Some(4_102_444_800_000),
                 execution_count: 9,
                 consecutive_failures: 3,
+            },
+            AdvanceRow {
+                task_id: &paused,
+                next_run_time: Some(4_102_444_800_000),
+                execution_count: 4,
+                consecutive_failures: 1,
             },
         ],
     )
@@ -52,6 +70,12 @@ async fn batched_advances_update_active_tasks_and_never_touch_ended_ones(backend
     assert_eq!(b.next_run_time, before.next_run_time);
     assert_eq!(b.execution_count, before.execution_count);
     assert_eq!(b.consecutive_failures, before.consecutive_failures);
+
+    let c = row(&db, &paused).await;
+    assert_eq!(c.status, "paused");
+    assert_eq!(c.next_run_time, paused_before.next_run_time);
+    assert_eq!(c.execution_count, 4);
+    assert_eq!(c.consecutive_failures, 1);
 }
 
 async fn row(db: &sea_orm::DatabaseConnection, id: &str) -> tasks::Model {

@@ -1,7 +1,7 @@
 //! 9. Pause and resume through any node: tasks paused on a node that does not own them stop
 //!    firing within a second of the answer, stay quiet while their owner hands its partitions
-//!    over (SIGTERM) and the survivors take them, and fire again on their grid once resumed
-//!    through yet another node.
+//!    over (SIGTERM) or dies (`kill -9`, taken over once its session expires) and the
+//!    survivors take them, and fire again on their grid once resumed through yet another node.
 
 use std::time::Duration;
 
@@ -21,8 +21,26 @@ fn other_than<'a>(names: &'a [String], not: &[&str]) -> &'a String {
         .expect("another node")
 }
 
+/// How the owner of the first probe leaves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Departure {
+    /// SIGTERM: it hands its partitions over.
+    HandOver,
+    /// `kill -9`: the survivors take its partitions over once its session expires.
+    TakeOver,
+}
+
 #[actix_web::test]
 async fn a_task_paused_on_one_node_stays_quiet_through_a_hand_over_and_resumes_on_another() {
+    paused_through(Departure::HandOver).await
+}
+
+#[actix_web::test]
+async fn a_paused_task_stays_quiet_through_a_take_over_after_its_owner_dies() {
+    paused_through(Departure::TakeOver).await
+}
+
+async fn paused_through(departure: Departure) {
     let (mut c, own) = Cluster::loaded(Config::default()).await;
     let names = c.names();
     let (probes, _) = c.create_tasks(PROBES, PATH, None).await;
@@ -59,10 +77,17 @@ async fn a_task_paused_on_one_node_stays_quiet_through_a_hand_over_and_resumes_o
     // The owner of the first probe leaves; the survivors take its partitions over and must
     // not start its paused tasks.
     let victim = own.owner_of(probes[0].id).to_string();
-    let (_, _, code) = c.node_mut(&victim).sigterm(Duration::from_secs(30)).await;
-    assert_eq!(code, Some(0), "SIGTERM ends {victim} with 0");
+    match departure {
+        Departure::HandOver => {
+            let (_, _, code) = c.node_mut(&victim).sigterm(Duration::from_secs(30)).await;
+            assert_eq!(code, Some(0), "SIGTERM ends {victim} with 0");
+        }
+        Departure::TakeOver => {
+            c.node_mut(&victim).kill9();
+        }
+    }
     let survivors = c.live_names();
-    c.wait_settled(&survivors, Duration::from_secs(20)).await;
+    c.wait_settled(&survivors, Duration::from_secs(30)).await;
     pause(3000).await;
 
     let d = c.observe();
