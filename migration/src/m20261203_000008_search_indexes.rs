@@ -1,10 +1,11 @@
-//! The task list is read newest first (`ORDER BY created_at DESC, task_id`) within one user.
-//! With only `(user_id, status)`, a list without a status filter found the user's rows through
-//! that index and then sorted all of them to return the first page; `(user_id, created_at)`
-//! hands them over in order, so a page reads only its own rows (plus the offset). The search
-//! filters ride along: `status` and `type` are checked on the rows read, and the `q` substring
-//! cannot use an index on either backend (`LIKE '%…%'`), so an index on `type` would not pay
-//! for what it costs every insert.
+//! The task list is read newest first within one user (`ORDER BY created_at DESC, task_id
+//! DESC`). With only `(user_id, status)`, a list without a status filter found the user's rows
+//! through that index and then sorted all of them to return one page; `(user_id, created_at,
+//! task_id)` hands them over in the list's order (walked backwards), so a page reads only its
+//! own rows and the offset, and sorts nothing, on SQLite and MariaDB alike. The search filters
+//! ride along: `status` and `type` are checked on the rows read, and the `q` substring cannot
+//! use an index on either backend (`LIKE '%…%'`), so an index on `type` would not pay for what
+//! it costs every insert.
 
 use sea_orm_migration::prelude::*;
 
@@ -23,6 +24,7 @@ impl MigrationTrait for Migration {
                     .table(Tasks::Table)
                     .col(Tasks::UserId)
                     .col(Tasks::CreatedAt)
+                    .col(Tasks::TaskId)
                     .to_owned(),
             )
             .await
@@ -45,4 +47,5 @@ enum Tasks {
     Table,
     UserId,
     CreatedAt,
+    TaskId,
 }

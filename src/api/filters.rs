@@ -90,7 +90,9 @@ mod tests {
     use super::*;
 
     fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
-        q.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        q.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn message(r: Result<impl std::fmt::Debug, ApiError>) -> String {
@@ -118,7 +120,10 @@ mod tests {
         assert!(message(log_filter(&pairs(&[("outcome", "ok")]))).starts_with("outcome:"));
         assert!(message(log_filter(&pairs(&[("since", "yesterday")]))).starts_with("since:"));
         assert!(message(log_filter(&pairs(&[("until", "2025-04-22")]))).starts_with("until:"));
-        let backwards = [("since", "2025-04-22T10:00:00Z"), ("until", "2025-04-22T09:59:59Z")];
+        let backwards = [
+            ("since", "2025-04-22T10:00:00Z"),
+            ("until", "2025-04-22T09:59:59Z"),
+        ];
         assert!(message(log_filter(&pairs(&backwards))).starts_with("until:"));
         assert!(message(task_search(&pairs(&[("type", "daily")]))).starts_with("type:"));
         assert!(message(task_search(&pairs(&[("status", "done")]))).starts_with("status:"));

@@ -8,10 +8,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use entities::tasks;
 use uuid::Uuid;
 
+use super::filters::log_filter;
 use super::views::{
     CreateTaskResponse, ErrorBody, LogEntry, LogsResponse, MessageResponse, TaskView,
 };
-use super::filters::log_filter;
 use super::{json_body, paging, query_pairs, ApiError, AppState, Auth};
 use crate::domain::validate::{parse_create_within, parse_patch_within};
 use crate::net::{check_url, OutboundError};

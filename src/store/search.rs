@@ -5,7 +5,7 @@
 //! Each statement is built by a plain function returning the SeaORM `Select`, so that what runs
 //! is what `tests/api/query_plans.rs` hands to `EXPLAIN`: every one of them is served by an
 //! index (`task_logs (task_id, created_at)`, `tasks (user_id, status)`,
-//! `tasks (user_id, created_at)`), never by a scan of the table.
+//! `tasks (user_id, created_at, task_id)`), never by a scan of the table.
 
 use entities::{task_logs, tasks};
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
@@ -161,7 +161,8 @@ fn tasks_filtered(user_id: i64, s: &TaskSearch) -> Select<tasks::Entity> {
 }
 
 /// One page of a user's matching tasks, newest first (the statement behind
-/// [`Store::list_user_tasks`]).
+/// [`Store::list_user_tasks`]). Ties in `created_at` go by task id, descending too, so that
+/// the order is the one `(user_id, created_at, task_id)` holds and nothing is sorted.
 pub fn user_tasks_page_query(
     user_id: i64,
     s: &TaskSearch,
@@ -170,7 +171,7 @@ pub fn user_tasks_page_query(
 ) -> Select<tasks::Entity> {
     tasks_filtered(user_id, s)
         .order_by_desc(tasks::Column::CreatedAt)
-        .order_by_asc(tasks::Column::TaskId)
+        .order_by_desc(tasks::Column::TaskId)
         .limit(limit)
         .offset(offset)
 }

@@ -54,7 +54,10 @@ async fn put(app: &TestApp, id: &str, action: &str) {
 /// The ids of a list answer, and the answer.
 async fn search(app: &TestApp, query: &str) -> (BTreeSet<String>, Value) {
     let (status, v) = app
-        .get_json(&format!("/api/v1/users/1001/tasks?limit=1000&{query}"), 1001)
+        .get_json(
+            &format!("/api/v1/users/1001/tasks?limit=1000&{query}"),
+            1001,
+        )
         .await;
     assert_eq!(status, 200, "?{query}: {v}");
     let ids: BTreeSet<String> = v["tasks"]
