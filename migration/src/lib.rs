@@ -9,6 +9,7 @@ mod m20261126_000004_index_tasks_status_task;
 mod m20261203_000005_widen_task_columns;
 mod m20261203_000006_rename_task_type_to_type;
 mod m20261203_000007_operate_tasks;
+mod m20261203_000008_search_indexes;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000005_widen_task_columns::Migration),
             Box::new(m20261203_000006_rename_task_type_to_type::Migration),
             Box::new(m20261203_000007_operate_tasks::Migration),
+            Box::new(m20261203_000008_search_indexes::Migration),
         ]
     }
 }

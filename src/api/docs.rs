@@ -15,12 +15,13 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorCode;
 use super::requests::{
-    CreateTaskRequest, HttpMethod, MisfirePolicy, PatchTaskRequest, RetryPolicy, StopCondition,
-    TaskStatus, TaskType,
+    CreateTaskRequest, HttpMethod, LogOutcome, MisfirePolicy, PatchTaskRequest, RetryPolicy,
+    StopCondition, TaskStatus, TaskType,
 };
 use super::views::{
     ClusterMember, ClusterView, CreateTaskResponse, ErrorBody, LastExecution, LogEntry,
-    LogsResponse, MessageResponse, ProbeStatus, RunningCount, TaskList, TaskSummary, TaskView,
+    LogsResponse, MessageResponse, ProbeStatus, RunningCount, StatusCounts, TaskList, TaskSummary,
+    TaskView,
 };
 
 /// The name of the bearer security scheme, as `#[utoipa::path(security(...))]` refers to it.
@@ -70,6 +71,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         LastExecution,
         TaskSummary,
         TaskList,
+        StatusCounts,
         LogEntry,
         LogsResponse,
         RunningCount,
@@ -85,6 +87,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         TaskStatus,
         MisfirePolicy,
         HttpMethod,
+        LogOutcome,
     )),
     modifiers(&BearerSecurity),
     tags(

@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod docs;
 pub mod error;
+pub mod filters;
 pub mod health;
 pub mod metrics;
 pub mod requests;

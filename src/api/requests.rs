@@ -59,6 +59,17 @@ pub enum TaskStatus {
     Stopped,
 }
 
+/// What a history entry says about its attempt: `success` (sent, answered 2xx), `failure`
+/// (sent, answered otherwise or not at all), `skipped` (not sent: the previous execution was
+/// still in flight).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum LogOutcome {
+    Success,
+    Failure,
+    Skipped,
+}
+
 /// The HTTP method of the scheduled call.
 #[derive(ToSchema)]
 #[schema(rename_all = "UPPERCASE")]

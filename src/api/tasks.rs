@@ -8,6 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use entities::tasks;
 use uuid::Uuid;
 
+use super::filters::log_filter;
 use super::views::{
     CreateTaskResponse, ErrorBody, LogEntry, LogsResponse, MessageResponse, TaskView,
 };
@@ -330,7 +331,11 @@ pub async fn delete(
 
 /// A task's execution history.
 ///
-/// One entry per execution attempt, newest first, with `total` counting them all.
+/// One entry per execution attempt (and per scheduled run skipped because the previous one
+/// was in flight), newest first, with `total` counting every entry that matches the filters.
+/// `outcome`: `success` = a request was sent and answered 2xx; `failure` = a request was sent
+/// and answered otherwise or not at all; `skipped` = not sent (`attempt` 0). `since` and
+/// `until` bound the entry's `timestamp`, `since` inclusive, `until` exclusive.
 #[utoipa::path(
     get,
     path = "/api/v1/tasks/{task_id}/logs",
@@ -341,10 +346,16 @@ pub async fn delete(
         ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000,
             description = "Page size, 1 to 1000 (default 50)"),
         ("offset" = Option<u64>, Query, description = "Entries to skip (default 0)"),
+        ("outcome" = Option<super::requests::LogOutcome>, Query,
+            description = "Only entries with this outcome"),
+        ("since" = Option<chrono::DateTime<chrono::Utc>>, Query,
+            description = "Only entries recorded at or after this time (RFC 3339, any offset)"),
+        ("until" = Option<chrono::DateTime<chrono::Utc>>, Query,
+            description = "Only entries recorded before this time (RFC 3339, any offset; not before `since`)"),
     ),
     responses(
         (status = 200, description = "One page of attempts", body = LogsResponse),
-        (status = 400, description = "`task_id` is not a UUID, or `limit`/`offset` out of range", body = ErrorBody),
+        (status = 400, description = "`task_id` is not a UUID, `limit`/`offset` out of range, an unknown `outcome`, `since`/`until` not an RFC 3339 time, or `until` before `since`", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 404, description = "No such task, or another user's", body = ErrorBody),
         (status = 500, description = "Server fault (the detail is logged, not sent)", body = ErrorBody),
@@ -358,9 +369,11 @@ pub async fn logs(
     Auth(who): Auth,
 ) -> Result<HttpResponse, ApiError> {
     let task_id = parse_task_id(&path)?;
-    let (limit, offset) = paging(&query_pairs(&req), 50, 1000)?;
+    let pairs = query_pairs(&req);
+    let (limit, offset) = paging(&pairs, 50, 1000)?;
+    let filter = log_filter(&pairs)?;
     state.tasks().owned(&who, task_id).await?;
-    let (rows, total) = state.store.logs(task_id, limit, offset).await?;
+    let (rows, total) = state.store.logs(task_id, &filter, limit, offset).await?;
     Ok(HttpResponse::Ok().json(LogsResponse {
         logs: rows.iter().map(LogEntry::from).collect(),
         total,

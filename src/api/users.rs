@@ -2,10 +2,10 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::views::{ErrorBody, RunningCount, TaskList, TaskSummary};
+use super::filters::task_search;
+use super::views::{ErrorBody, RunningCount, StatusCounts, TaskList, TaskSummary};
 use super::{paging, query_pairs, ApiError, AppState, Auth};
 use crate::auth::Principal;
-use crate::domain::TaskStatus;
 use crate::time::{now_ms, to_rfc3339};
 
 fn parse_user(raw: &str, who: &Principal) -> Result<i64, ApiError> {
@@ -24,7 +24,11 @@ fn parse_user(raw: &str, who: &Principal) -> Result<i64, ApiError> {
 
 /// A user's tasks.
 ///
-/// Optionally filtered by `status`; `total` counts all matches, not the page.
+/// Newest first, filtered by any of `q` (a substring of the endpoint URL or of the task id,
+/// case-insensitive for ASCII letters, `%` and `_` matching only themselves), `type` and
+/// `status` (repeat it for several states: `?status=running&status=paused`). `total` counts
+/// every match, not just the page; `counts` gives the user's tasks per status, all of them
+/// whatever the filters.
 #[utoipa::path(
     get,
     path = "/api/v1/users/{user_id}/tasks",
@@ -32,14 +36,18 @@ fn parse_user(raw: &str, who: &Principal) -> Result<i64, ApiError> {
     operation_id = "list_user_tasks",
     params(
         ("user_id" = i64, Path, minimum = 0, description = "The user id"),
-        ("status" = Option<super::requests::TaskStatus>, Query, description = "Only tasks in this state"),
+        ("status" = Option<Vec<super::requests::TaskStatus>>, Query, style = Form, explode,
+            description = "Only tasks in one of these states (repeat the parameter for several)"),
+        ("type" = Option<super::requests::TaskType>, Query, description = "Only tasks of this type"),
+        ("q" = Option<String>, Query, max_length = 256,
+            description = "Only tasks whose endpoint URL or task id contains this text"),
         ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000,
             description = "Page size, 1 to 1000 (default 50)"),
         ("offset" = Option<u64>, Query, description = "Tasks to skip (default 0)"),
     ),
     responses(
         (status = 200, description = "One page of the user's tasks", body = TaskList),
-        (status = 400, description = "`user_id` is not a user id, or an unknown `status`, or `limit`/`offset` out of range", body = ErrorBody),
+        (status = 400, description = "`user_id` is not a user id, an unknown `status` or `type`, `q` longer than 256 characters, or `limit`/`offset` out of range", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
         (status = 403, description = "Another user's list (non-admin token)", body = ErrorBody),
         (status = 500, description = "Server fault (the detail is logged, not sent)", body = ErrorBody),
@@ -55,23 +63,16 @@ pub async fn list(
     let user_id = parse_user(&path, &who)?;
     let pairs = query_pairs(&req);
     let (limit, offset) = paging(&pairs, 50, 1000)?;
-    let mut status = None;
-    for (k, v) in &pairs {
-        if k == "status" {
-            status = Some(TaskStatus::parse(v).ok_or_else(|| {
-                ApiError::InvalidInput(format!(
-                    "status: unknown status '{v}' (pending, running, paused, completed, failed, stopped)"
-                ))
-            })?);
-        }
-    }
+    let search = task_search(&pairs)?;
     let (rows, total) = state
         .store
-        .list_user_tasks(user_id, status, limit, offset)
+        .list_user_tasks(user_id, &search, limit, offset)
         .await?;
+    let counts = state.store.user_status_counts(user_id).await?;
     Ok(HttpResponse::Ok().json(TaskList {
         tasks: rows.iter().map(TaskSummary::from).collect(),
         total,
+        counts: StatusCounts::from_pairs(&counts),
     }))
 }
 

@@ -213,8 +213,42 @@ impl From<&tasks::Model> for TaskSummary {
 #[derive(Serialize, ToSchema)]
 pub struct TaskList {
     pub tasks: Vec<TaskSummary>,
-    /// All matches, not just this page.
+    /// All matches of the filters, not just this page.
     pub total: u64,
+    /// The user's tasks per status, all of them whatever the filters.
+    pub counts: StatusCounts,
+}
+
+/// How many tasks are in each state; every state is present, zero included.
+#[derive(Serialize, ToSchema, Default)]
+#[schema(example = json!({"pending": 2, "running": 5, "paused": 1, "completed": 7,
+    "failed": 0, "stopped": 3}))]
+pub struct StatusCounts {
+    pub pending: u64,
+    pub running: u64,
+    pub paused: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub stopped: u64,
+}
+
+impl StatusCounts {
+    pub fn from_pairs(pairs: &[(crate::domain::TaskStatus, u64)]) -> Self {
+        use crate::domain::TaskStatus as S;
+        let mut c = Self::default();
+        for (status, n) in pairs {
+            let slot = match status {
+                S::Pending => &mut c.pending,
+                S::Running => &mut c.running,
+                S::Paused => &mut c.paused,
+                S::Completed => &mut c.completed,
+                S::Failed => &mut c.failed,
+                S::Stopped => &mut c.stopped,
+            };
+            *slot += n;
+        }
+        c
+    }
 }
 
 /// One execution attempt, or a scheduled run that was not sent.
@@ -275,7 +309,7 @@ impl From<&task_logs::Model> for LogEntry {
 #[derive(Serialize, ToSchema)]
 pub struct LogsResponse {
     pub logs: Vec<LogEntry>,
-    /// All attempts, not just this page.
+    /// All entries that match the filters, not just this page.
     pub total: u64,
 }
 

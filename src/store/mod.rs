@@ -4,7 +4,8 @@
 //! forms beside it.
 //!
 //! - `connection`: the pool, the migrations, the private SQLite file, the key-check sample.
-//! - `reads`: the queries on the pool (tasks, logs, counts, pages, partition owners).
+//! - `reads`: the queries on the pool (tasks, counts, pages, partition owners).
+//! - `search`: the filtered history and task list, and a user's tasks per status.
 //! - `codec`: rows to domain types and back ([`ActiveTask`], [`RowState`], header sealing).
 //! - `writes`: [`Write`] and how it is applied, batched advances and logs, partition claims.
 
@@ -18,11 +19,16 @@ use crate::domain::TaskStatus;
 mod codec;
 mod connection;
 mod reads;
+mod search;
 mod writes;
 
 pub use codec::{ActiveTask, RowState, ScheduleRow};
 pub use connection::{connect, connect_with, migrate, sealed_sample, sqlite_file};
 pub use reads::tasks_page_query;
+pub use search::{
+    contains_pattern, logs_count_query, logs_page_query, user_status_counts_query,
+    user_tasks_count_query, user_tasks_page_query, LogFilter, Outcome, TaskSearch,
+};
 pub use writes::{
     advance_many, apply_write, held_partitions, insert_logs, log_row, AdvanceRow, Write,
 };

@@ -28,51 +28,6 @@ impl Store {
             .await?)
     }
 
-    pub async fn logs(
-        &self,
-        task_id: Uuid,
-        limit: u64,
-        offset: u64,
-    ) -> Result<(Vec<task_logs::Model>, u64), StoreError> {
-        let filter = task_logs::Column::TaskId.eq(task_id.to_string());
-        let total = task_logs::Entity::find()
-            .filter(filter.clone())
-            .count(&self.db)
-            .await?;
-        let rows = task_logs::Entity::find()
-            .filter(filter)
-            .order_by_desc(task_logs::Column::CreatedAt)
-            .order_by_desc(task_logs::Column::ScheduledTime)
-            .order_by_desc(task_logs::Column::Attempt)
-            .limit(limit)
-            .offset(offset)
-            .all(&self.db)
-            .await?;
-        Ok((rows, total))
-    }
-
-    pub async fn list_user_tasks(
-        &self,
-        user_id: i64,
-        status: Option<TaskStatus>,
-        limit: u64,
-        offset: u64,
-    ) -> Result<(Vec<tasks::Model>, u64), StoreError> {
-        let mut q = tasks::Entity::find().filter(tasks::Column::UserId.eq(user_id));
-        if let Some(s) = status {
-            q = q.filter(tasks::Column::Status.eq(s.as_str()));
-        }
-        let total = q.clone().count(&self.db).await?;
-        let rows = q
-            .order_by_desc(tasks::Column::CreatedAt)
-            .order_by_asc(tasks::Column::TaskId)
-            .limit(limit)
-            .offset(offset)
-            .all(&self.db)
-            .await?;
-        Ok((rows, total))
-    }
-
     /// How many of the user's tasks count against `max_active_tasks_per_user`: the pending,
     /// running and paused ones (README, "Configuration").
     pub async fn count_active(&self, user_id: i64) -> Result<u64, StoreError> {

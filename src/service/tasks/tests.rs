@@ -188,7 +188,7 @@ async fn a_create_past_the_active_task_quota_is_refused_and_nothing_is_written()
     );
     let (_, total) = h
         .store
-        .list_user_tasks(1001, None, 10, 0)
+        .list_user_tasks(1001, &crate::store::TaskSearch::default(), 10, 0)
         .await
         .expect("the store answers");
     assert_eq!(total, 1);
