@@ -432,6 +432,7 @@ fn write_kind(w: &Write) -> &'static str {
         Write::SetStatus { .. } => "set_status",
         Write::Resume { .. } => "resume",
         Write::Advance { .. } => "advance",
+        Write::Counted { .. } => "counted",
         Write::Log(_) => "log",
         Write::DeleteTask { .. } => "delete_task",
         Write::Claim { .. } => "claim",

@@ -50,6 +50,13 @@ pub enum Write {
         execution_count: i64,
         consecutive_failures: i64,
     },
+    /// A paused task's manual run: its counters, only while it is still paused. Does not bump
+    /// `version`.
+    Counted {
+        task_id: String,
+        execution_count: i64,
+        consecutive_failures: i64,
+    },
     /// One execution attempt's record; its row is built here, at the edge ([`log_row`]).
     Log(Box<ExecutionRecord>),
     DeleteTask {
@@ -80,7 +87,7 @@ impl Write {
     /// node's state), nor are the API's writes (a user's change applies whoever runs the task).
     pub fn fenced_task(&self) -> Option<&str> {
         match self {
-            Write::Advance { task_id, .. } => Some(task_id),
+            Write::Advance { task_id, .. } | Write::Counted { task_id, .. } => Some(task_id),
             Write::SetStatus {
                 task_id,
                 expected_version: None,
@@ -201,6 +208,23 @@ pub async fn apply_write<C: ConnectionTrait>(db: &C, w: &Write) -> Result<u64, D
             Some(row) => advance_many(db, &[row]).await,
             None => Ok(0),
         },
+        Write::Counted {
+            task_id,
+            execution_count,
+            consecutive_failures,
+        } => {
+            let r = tasks::Entity::update_many()
+                .col_expr(tasks::Column::ExecutionCount, Expr::value(*execution_count))
+                .col_expr(
+                    tasks::Column::ConsecutiveFailures,
+                    Expr::value(*consecutive_failures),
+                )
+                .filter(tasks::Column::TaskId.eq(task_id.clone()))
+                .filter(tasks::Column::Status.eq(TaskStatus::Paused.as_str()))
+                .exec(db)
+                .await?;
+            Ok(r.rows_affected)
+        }
         Write::Log(r) => insert_logs(db, &[log_row(r)]).await,
         Write::DeleteTask { task_id } => {
             task_logs::Entity::delete_many()

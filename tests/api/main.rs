@@ -22,6 +22,7 @@ mod pause;
 mod quartz;
 mod quotas;
 mod recovery;
+mod run_now;
 mod shutdown;
 mod smoke;
 mod storage_limits;
