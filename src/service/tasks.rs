@@ -1,4 +1,5 @@
-//! Changes to a task: create, redefine (patch), pause, resume, cancel, delete. Each one commits to storage
+//! Changes to a task: create, redefine (patch), pause, resume, cancel, delete — and run now,
+//! which commits nothing itself (the task's actor starts one execution). Each change commits to storage
 //! first (a client told "done" finds the change in the database), then hands the task to its
 //! actor through the registry, then — in cluster mode — tells the task's owner and updates
 //! the pending queue. A redefinition or cancellation is an optimistic-locked write on the

@@ -1,6 +1,7 @@
 //! TaskRegistry: owns `task_id → Addr<TaskActor>` for every task this node runs. It loads the
 //! active tasks from storage at start-up (recovery), starts a supervised actor for each new
-//! task, hands redefinitions to the right actor and lets actors go when their task ends.
+//! task, hands redefinitions to the right actor and lets actors go when their task ends. A
+//! manual run ([`RunNow`]) goes to the task's actor, or for a paused task to a one-off actor.
 //!
 //! The task space is cut into `cluster.partitions` partitions by a stable hash of the task
 //! id ([`crate::domain::partition::partition_of`]), and the registry runs the tasks of the
