@@ -1,14 +1,11 @@
 //! Changes to a task: create, redefine (patch), pause, resume, cancel, delete — and run now,
-//! which commits nothing itself (the task's actor starts one execution). Each change commits to storage
-//! first (a client told "done" finds the change in the database), then hands the task to its
-//! actor through the registry, then — in cluster mode — tells the task's owner and updates
-//! the pending queue. A redefinition or cancellation is an optimistic-locked write on the
-//! task's `version`: when a concurrent change wins the race, it is tried again on the fresh
-//! row, a few times. A change that raises the user's usage holds a quota reservation until
-//! its write has committed.
-//!
-//! The service reaches the actors only through the messages they accept (`Recipient`s), so
-//! tests drive it with an in-memory store and stand-in actors.
+//! which commits nothing itself (the task's actor starts one execution). Each change commits
+//! to storage first (a client told "done" finds the change in the database), then hands the
+//! task to its actor through the registry, then — in cluster mode — tells the task's owner
+//! and updates the pending queue. A redefinition or cancellation is an optimistic-locked
+//! write on the task's `version`: when a concurrent change wins the race, it is tried again
+//! on the fresh row, a few times. A change that raises the user's usage holds a quota
+//! reservation until its write has committed.
 
 use actix::{Addr, MailboxError, Recipient};
 use entities::tasks;
