@@ -114,6 +114,7 @@ pub fn install() -> Option<PrometheusHandle> {
                             .increment(0);
                     }
                     counter!("tickwheel_retries_scheduled_total").increment(0);
+                    counter!("tickwheel_manual_runs_total").increment(0);
                     Some(h)
                 }
                 Err(e) => {
@@ -233,6 +234,11 @@ pub fn downstream(seconds: f64) {
         static H: Histogram = histogram!("tickwheel_downstream_request_seconds");
     }
     H.with(|h| h.record(seconds));
+}
+
+/// A manual execution (run now) was started.
+pub fn manual_run() {
+    counter!("tickwheel_manual_runs_total").increment(1);
 }
 
 pub fn retry_scheduled() {

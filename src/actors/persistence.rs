@@ -433,6 +433,7 @@ fn write_kind(w: &Write) -> &'static str {
         Write::Resume { .. } => "resume",
         Write::Advance { .. } => "advance",
         Write::Missed { .. } => "missed",
+        Write::Counted { .. } => "counted",
         Write::Log(_) => "log",
         Write::DeleteTask { .. } => "delete_task",
         Write::Claim { .. } => "claim",

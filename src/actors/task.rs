@@ -8,6 +8,7 @@
 //! task from storage.
 
 mod control;
+mod manual;
 mod pacer;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,15 +19,14 @@ use actix::prelude::*;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use self::control::{outbound, run_parts};
+use self::control::{attempt_outcome, outbound, run_parts, unavailable};
 pub use self::control::{Drain, Redefine, Release, Stop};
+pub use self::manual::{RunManual, RunNowReply};
 pub use self::pacer::{CatchUpPacer, CATCH_UP_MAX_DELAY, CATCH_UP_SPACING};
-use super::dispatch::{Dispatcher, ExecError, Execute, OutboundRequest, Outcome};
+use super::dispatch::{Dispatcher, Execute, OutboundRequest, Outcome};
 use super::outbox::Outbox;
 use super::wheel::{Deregister, Fire, Register, WheelOp};
-use crate::domain::run::{
-    AttemptOutcome, FireAction, StartDecision, Trigger, Verdict, MAX_RETRY_AFTER_MS,
-};
+use crate::domain::run::{FireAction, StartDecision, Trigger, Verdict, MAX_RETRY_AFTER_MS};
 use crate::domain::{ExecutionRecord, TaskRun, TaskStatus};
 use crate::metrics::{self, ActorKind};
 use crate::store::{ActiveTask, Store, Write};
@@ -87,6 +87,8 @@ pub struct TaskActor {
     reload: bool,
     draining: bool,
     drained: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// A paused task's manual run: no timer, no state change, gone once it has run.
+    one_off: bool,
 }
 
 impl TaskActor {
@@ -108,6 +110,7 @@ impl TaskActor {
             reload: false,
             draining: false,
             drained: Vec::new(),
+            one_off: false,
         }
     }
 
@@ -346,6 +349,9 @@ impl TaskActor {
 
     /// The execution before ended: sends the oldest slot that waited for it.
     fn next_deferred(&mut self, ctx: &mut Context<Self>) {
+        if self.one_off {
+            return self.one_off_over(ctx);
+        }
         if self.draining {
             return;
         }
@@ -434,12 +440,21 @@ impl TaskActor {
     }
 
     fn advance(&self) {
-        let progress = self.run.progress();
-        self.deps.persistence.push(Write::Advance {
-            task_id: self.task_id.to_string(),
-            next_run_time: progress.next_run_time,
-            execution_count: progress.execution_count,
-            consecutive_failures: progress.consecutive_failures,
+        let p = self.run.progress();
+        let task_id = self.task_id.to_string();
+        self.deps.persistence.push(match self.one_off {
+            // Paused: only the counters (its next run is its resume's to set).
+            true => Write::Counted {
+                task_id,
+                execution_count: p.execution_count,
+                consecutive_failures: p.consecutive_failures,
+            },
+            false => Write::Advance {
+                task_id,
+                next_run_time: p.next_run_time,
+                execution_count: p.execution_count,
+                consecutive_failures: p.consecutive_failures,
+            },
         });
     }
 
@@ -452,7 +467,10 @@ impl TaskActor {
         self.advance();
         self.deps.persistence.push(Write::SetStatus {
             task_id: self.task_id.to_string(),
-            from: vec![TaskStatus::Pending, TaskStatus::Running],
+            from: match self.one_off {
+                true => vec![TaskStatus::Paused],
+                false => vec![TaskStatus::Pending, TaskStatus::Running],
+            },
             to: status,
             expected_version: None,
             now: now_ms(),
@@ -463,11 +481,14 @@ impl TaskActor {
         if let Some(c) = &self.deps.cluster {
             c.dequeue(self.task_id);
         }
+        if self.one_off {
+            // Not in the registry's table of running tasks: it just stops.
+            return ctx.stop();
+        }
         metrics::sent(ActorKind::Registry);
         self.deps.registry.do_send(Finished {
             task_id: self.task_id,
         });
-        let _ = ctx;
     }
 
     fn reload(&mut self, ctx: &mut Context<Self>) {
@@ -509,7 +530,7 @@ impl Actor for TaskActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        if self.run.is_ended() {
+        if self.run.is_ended() || self.one_off {
             return;
         }
         if self.reload {
@@ -702,26 +723,5 @@ impl Handler<Requeue> for TaskActor {
         ) {
             c.queue_next(self.task_id, at);
         }
-    }
-}
-
-/// What the run rules need to know of an attempt's outcome.
-fn attempt_outcome(outcome: &Outcome) -> AttemptOutcome {
-    match &outcome.result {
-        Ok(r) => AttemptOutcome::Replied {
-            status: r.status,
-            retry_after_ms: r.retry_after_ms,
-            stop_matched: r.stop_matched,
-        },
-        Err(ExecError::Cancelled) => AttemptOutcome::Cancelled,
-        Err(_) => AttemptOutcome::Failed,
-    }
-}
-
-fn unavailable(why: String) -> Outcome {
-    Outcome {
-        sent_at_ms: now_ms(),
-        duration_ms: 0,
-        result: Err(ExecError::Unavailable(why)),
     }
 }

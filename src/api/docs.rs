@@ -20,8 +20,8 @@ use super::requests::{
 };
 use super::views::{
     ClusterMember, ClusterView, CreateTaskResponse, ErrorBody, LastExecution, LogEntry,
-    LogsResponse, MessageResponse, ProbeStatus, RunningCount, StatusCounts, TaskList, TaskSummary,
-    TaskView,
+    LogsResponse, MessageResponse, ProbeStatus, RunNowResponse, RunningCount, StatusCounts,
+    TaskList, TaskSummary, TaskView,
 };
 
 /// The name of the bearer security scheme, as `#[utoipa::path(security(...))]` refers to it.
@@ -55,6 +55,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         super::tasks::cancel,
         super::tasks::pause,
         super::tasks::resume,
+        super::run_now::run,
         super::tasks::logs,
         super::users::list,
         super::users::running_count,
@@ -76,6 +77,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         LogsResponse,
         RunningCount,
         MessageResponse,
+        RunNowResponse,
         ProbeStatus,
         ClusterView,
         ClusterMember,

@@ -43,6 +43,8 @@ pub enum ErrorCode {
     VersionMismatch,
     /// 409: the task's state does not allow the action (e.g. cancel of a finished task).
     InvalidState,
+    /// 409: run now while an execution of the task (scheduled or manual) is in flight.
+    ExecutionInFlight,
     /// 413: the body is larger than `server.max_body_bytes`.
     PayloadTooLarge,
     /// 415: the body is not declared `application/json`.
@@ -57,7 +59,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the table.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::InvalidInput,
         ErrorCode::InvalidJson,
         ErrorCode::Unauthorized,
@@ -68,6 +70,7 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::VersionMismatch,
         ErrorCode::InvalidState,
+        ErrorCode::ExecutionInFlight,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::QuotaExceeded,
@@ -83,7 +86,9 @@ impl ErrorCode {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::TaskNotFound | ErrorCode::RouteNotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::VersionMismatch | ErrorCode::InvalidState => StatusCode::CONFLICT,
+            ErrorCode::VersionMismatch | ErrorCode::InvalidState | ErrorCode::ExecutionInFlight => {
+                StatusCode::CONFLICT
+            }
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
@@ -116,6 +121,8 @@ pub enum ApiError {
     #[error("{0}")]
     InvalidState(String),
     #[error("{0}")]
+    ExecutionInFlight(String),
+    #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -142,6 +149,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
             ApiError::VersionMismatch(_) => ErrorCode::VersionMismatch,
             ApiError::InvalidState(_) => ErrorCode::InvalidState,
+            ApiError::ExecutionInFlight(_) => ErrorCode::ExecutionInFlight,
             ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
             ApiError::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
@@ -187,6 +195,8 @@ impl From<TaskError> for ApiError {
             TaskError::InvalidState(message) => ApiError::InvalidState(message),
             TaskError::VersionMismatch(message) => ApiError::VersionMismatch(message),
             TaskError::QuotaExceeded(message) => ApiError::QuotaExceeded(message),
+            TaskError::InFlight(message) => ApiError::ExecutionInFlight(message),
+            TaskError::Unavailable(message) => ApiError::NotReady(message),
             TaskError::Store(e) => e.into(),
             TaskError::Db(e) => e.into(),
             TaskError::Mailbox(e) => e.into(),

@@ -10,6 +10,7 @@ pub mod filters;
 pub mod health;
 pub mod metrics;
 pub mod requests;
+pub mod run_now;
 pub mod tasks;
 pub mod users;
 pub mod views;
@@ -103,6 +104,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/api/v1/tasks/{task_id}/resume")
             .route(web::put().to(tasks::resume))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/tasks/{task_id}/run")
+            .route(web::post().to(run_now::run))
             .default_service(web::to(method_not_allowed)),
     )
     .service(

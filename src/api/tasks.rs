@@ -16,7 +16,7 @@ use super::{json_body, paging, query_pairs, ApiError, AppState, Auth};
 use crate::domain::validate::{parse_create_within, parse_patch_within};
 use crate::net::{check_url, OutboundError};
 
-fn parse_task_id(raw: &str) -> Result<Uuid, ApiError> {
+pub(super) fn parse_task_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw)
         .map_err(|_| ApiError::InvalidInput(format!("task_id: '{raw}' is not a UUID")))
 }

@@ -345,6 +345,28 @@ impl MessageResponse {
     }
 }
 
+/// Run now: the execution started.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "success", "scheduled_time": "2026-12-03T15:00:00.123Z"}))]
+pub struct RunNowResponse {
+    /// Always `success`.
+    #[schema(value_type = String, example = "success")]
+    pub status: &'static str,
+    /// The moment of the request: the execution's scheduled time in its log rows, and the
+    /// milliseconds in its `webhook-id` (`<task_id>:<epoch ms>`).
+    #[schema(value_type = DateTime<Utc>)]
+    pub scheduled_time: String,
+}
+
+impl RunNowResponse {
+    pub fn new(scheduled_ms: i64) -> Self {
+        Self {
+            status: "success",
+            scheduled_time: to_rfc3339(scheduled_ms),
+        }
+    }
+}
+
 /// The cluster as one node sees it.
 #[derive(Serialize, ToSchema)]
 pub struct ClusterView {

@@ -90,12 +90,17 @@ pub struct Attempt {
     /// Fired late on purpose (a catch-up, or held back by a lapsed cluster lease): a slot
     /// that comes due meanwhile waits for it rather than being skipped.
     pub catch_up: bool,
+    /// Asked for by a user (run now), outside the schedule: `slot` is the moment of the
+    /// request, and the execution moves no scheduled slot.
+    pub manual: bool,
 }
 
 impl Attempt {
     /// What started this execution, as its log rows say.
     pub fn trigger(&self) -> Trigger {
-        if self.catch_up {
+        if self.manual {
+            Trigger::Manual
+        } else if self.catch_up {
             Trigger::CatchUp
         } else {
             Trigger::Schedule
@@ -149,6 +154,15 @@ pub enum StartDecision {
     },
     /// Nothing left to run (no next slot, or the next one is after `end_time`).
     Complete,
+}
+
+/// Why a manual run (run now) was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ManualRefusal {
+    /// An execution of the task (of slot `slot`, scheduled or manual) is still in flight.
+    InFlight { slot: i64 },
+    /// The task has ended: nothing more runs.
+    Ended,
 }
 
 /// What to do when a slot comes due.
@@ -375,6 +389,7 @@ impl TaskRun {
                     slot,
                     attempt: 1,
                     catch_up,
+                    manual: false,
                 });
                 FireAction::Execute { catch_up }
             }
@@ -392,8 +407,30 @@ impl TaskRun {
             slot,
             attempt: 1,
             catch_up: true,
+            manual: false,
         });
         Some(slot)
+    }
+
+    /// A user asks for one extra execution now (run now), outside the schedule: it is put in
+    /// flight as attempt 1 of slot `now` (its `webhook-id`), unless an execution is already in
+    /// flight or the task has ended. The next scheduled slot is not moved; one that comes due
+    /// while it runs is skipped as an overlap, as behind any execution in flight.
+    pub fn on_manual(&mut self, now: i64) -> Result<Attempt, ManualRefusal> {
+        if self.ended {
+            return Err(ManualRefusal::Ended);
+        }
+        if let Some(f) = self.in_flight {
+            return Err(ManualRefusal::InFlight { slot: f.slot });
+        }
+        let attempt = Attempt {
+            slot: now,
+            attempt: 1,
+            catch_up: false,
+            manual: true,
+        };
+        self.in_flight = Some(attempt);
+        Ok(attempt)
     }
 
     /// The execution in flight is held back (a lapsed lease after its fire): from now on it
@@ -418,6 +455,10 @@ impl TaskRun {
     /// retried while `attempt <= max_retries`, after the backoff (or a longer 429/503
     /// `Retry-After`, capped at [`MAX_RETRY_AFTER_MS`]); after the last retry it counts an
     /// execution and a failure, and the task fails at `max_failures` (a once task at once).
+    ///
+    /// A manual execution (run now) counts the same way, but only the stop conditions end the
+    /// task after it: a once task still has its scheduled run to come, and a paused task (no
+    /// next slot while paused) stays paused.
     pub fn on_outcome(
         &mut self,
         slot: i64,
@@ -429,6 +470,10 @@ impl TaskRun {
             return Verdict::Ignore;
         }
         let rules = &self.rules;
+        let manual = self.in_flight.is_some_and(|f| f.manual);
+        // The schedule's own end, which a manual execution leaves to the schedule.
+        let schedule_done =
+            |next: Option<i64>| !manual && (rules.task_type == TaskType::Once || next.is_none());
         if outcome.is_success() {
             self.in_flight = None;
             self.progress.execution_count += 1;
@@ -442,8 +487,7 @@ impl TaskRun {
             );
             let done = matched
                 || rules.count_reached(self.progress.execution_count)
-                || rules.task_type == TaskType::Once
-                || self.progress.next_run_time.is_none();
+                || schedule_done(self.progress.next_run_time);
             return if done {
                 Verdict::Complete
             } else {
@@ -475,7 +519,7 @@ impl TaskRun {
         self.in_flight = None;
         self.progress.execution_count += 1;
         self.progress.consecutive_failures += 1;
-        if rules.task_type == TaskType::Once
+        if (!manual && rules.task_type == TaskType::Once)
             || rules
                 .max_failures
                 .is_some_and(|m| self.progress.consecutive_failures >= i64::from(m))
@@ -483,7 +527,7 @@ impl TaskRun {
             return Verdict::Fail;
         }
         if rules.count_reached(self.progress.execution_count)
-            || self.progress.next_run_time.is_none()
+            || (!manual && self.progress.next_run_time.is_none())
         {
             return Verdict::Complete;
         }

@@ -1,13 +1,11 @@
-//! Changes to a task: create, redefine (patch), pause, resume, cancel, delete. Each one commits to storage
-//! first (a client told "done" finds the change in the database), then hands the task to its
-//! actor through the registry, then — in cluster mode — tells the task's owner and updates
-//! the pending queue. A redefinition or cancellation is an optimistic-locked write on the
-//! task's `version`: when a concurrent change wins the race, it is tried again on the fresh
-//! row, a few times. A change that raises the user's usage holds a quota reservation until
-//! its write has committed.
-//!
-//! The service reaches the actors only through the messages they accept (`Recipient`s), so
-//! tests drive it with an in-memory store and stand-in actors.
+//! Changes to a task: create, redefine (patch), pause, resume, cancel, delete — and run now,
+//! which commits nothing itself (the task's actor starts one execution). Each change commits
+//! to storage first (a client told "done" finds the change in the database), then hands the
+//! task to its actor through the registry, then — in cluster mode — tells the task's owner
+//! and updates the pending queue. A redefinition or cancellation is an optimistic-locked
+//! write on the task's `version`: when a concurrent change wins the race, it is tried again
+//! on the fresh row, a few times. A change that raises the user's usage holds a quota
+//! reservation until its write has committed.
 
 use actix::{Addr, MailboxError, Recipient};
 use entities::tasks;
@@ -15,8 +13,10 @@ use sea_orm::DbErr;
 use uuid::Uuid;
 
 use crate::actors::persistence::{Commit, PersistenceActor};
-use crate::actors::registry::{Activate, ChangeKind, Changed, Deactivate, Replace, TaskRegistry};
-use crate::actors::task::{Release, Stop};
+use crate::actors::registry::{
+    Activate, ChangeKind, Changed, Deactivate, Replace, RunNow, TakeOneOff, TaskRegistry,
+};
+use crate::actors::task::{Release, RunNowReply, Stop};
 use crate::auth::Principal;
 use crate::cluster::redis::{ClusterRedis, QueueOp, QueueWriter};
 use crate::domain::validate::TaskPatch;
@@ -50,6 +50,12 @@ pub enum TaskError {
     /// A per-user quota would be exceeded; the message names the figure.
     #[error("{0}")]
     QuotaExceeded(String),
+    /// Run now: an execution of the task is still in flight.
+    #[error("{0}")]
+    InFlight(String),
+    /// The node cannot do it now (starting, shutting down, handing the task over).
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -87,6 +93,8 @@ pub struct RegistryPort {
     pub activate: Recipient<Activate>,
     pub replace: Recipient<Replace>,
     pub deactivate: Recipient<Deactivate>,
+    pub run_now: Recipient<RunNow>,
+    pub take_one_off: Recipient<TakeOneOff>,
 }
 
 impl From<&Addr<TaskRegistry>> for RegistryPort {
@@ -95,6 +103,8 @@ impl From<&Addr<TaskRegistry>> for RegistryPort {
             activate: registry.clone().recipient(),
             replace: registry.clone().recipient(),
             deactivate: registry.clone().recipient(),
+            run_now: registry.clone().recipient(),
+            take_one_off: registry.clone().recipient(),
         }
     }
 }
@@ -111,6 +121,15 @@ pub struct Notices<'a> {
 pub struct Created {
     pub task_id: Uuid,
     pub next_run_time: Option<i64>,
+}
+
+/// How a run-now request went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunNowOutcome {
+    /// Started here; its slot (the moment of the request, epoch ms).
+    Started(i64),
+    /// Cluster mode: another node runs the task (the request goes to it).
+    Elsewhere,
 }
 
 /// The task use cases over one node's store, quotas and actors.
@@ -383,6 +402,14 @@ impl<'a> TaskService<'a> {
         mut m: tasks::Model,
         expected: Option<i64>,
     ) -> Result<tasks::Model, TaskError> {
+        // A manual run of the paused task under way ends first (a call on the wire finishes
+        // and its counters are queued before the resume), so the actor started below reads
+        // them.
+        crate::metrics::sent(crate::metrics::ActorKind::Registry);
+        if let Some(addr) = self.registry.take_one_off.send(TakeOneOff(task_id)).await? {
+            crate::metrics::sent(crate::metrics::ActorKind::Task);
+            let _ = addr.send(Release).await;
+        }
         for _ in 0..CONFLICT_RETRIES {
             let status = status_of(&m);
             if status != TaskStatus::Paused {
@@ -421,6 +448,8 @@ impl<'a> TaskService<'a> {
                 .await?;
             if changed == 1 {
                 permit.commit();
+                // Read after the commit: the counters of a manual run made while paused.
+                let fresh = self.owned(who, task_id).await?;
                 crate::metrics::sent(crate::metrics::ActorKind::Registry);
                 self.registry
                     .activate
@@ -430,19 +459,69 @@ impl<'a> TaskService<'a> {
                         schedule,
                         status: to,
                         next_run_time: Some(next),
-                        execution_count: m.execution_count,
-                        consecutive_failures: m.consecutive_failures,
-                        missed_slots: m.missed_slots,
+                        execution_count: fresh.execution_count,
+                        consecutive_failures: fresh.consecutive_failures,
+                        missed_slots: fresh.missed_slots,
                         version: m.version + 1,
                     })));
                 self.notify(task_id, ChangeKind::Resume, true, Some(next))
                     .await;
                 tracing::info!(%task_id, next_run_ms = next, "task resumed");
-                return self.owned(who, task_id).await;
+                return Ok(fresh);
             }
             m = self.owned(who, task_id).await?;
         }
         Err(TaskError::kept_losing_the_race())
+    }
+
+    /// Runs task `task_id`, loaded for `who` as `m`, once now, outside its schedule (its next
+    /// run is not moved). A pending, running or paused task (which stays paused); refused
+    /// while an execution of the task is in flight.
+    pub async fn run_now(
+        &self,
+        who: &Principal,
+        task_id: Uuid,
+        m: tasks::Model,
+    ) -> Result<RunNowOutcome, TaskError> {
+        let status = status_of(&m);
+        if !status.is_live() {
+            return Err(finished_state(status));
+        }
+        let paused = match status {
+            TaskStatus::Paused => Some(Box::new(self.store.active_task(&m)?)),
+            _ => None,
+        };
+        crate::metrics::sent(crate::metrics::ActorKind::Registry);
+        let reply = self
+            .registry
+            .run_now
+            .send(RunNow {
+                task_id,
+                now: now_ms(),
+                paused,
+            })
+            .await?;
+        match reply {
+            RunNowReply::Started(slot) => Ok(RunNowOutcome::Started(slot)),
+            RunNowReply::NotOwner => Ok(RunNowOutcome::Elsewhere),
+            RunNowReply::InFlight(slot) => Err(TaskError::InFlight(format!(
+                "task_id: an execution of the task (scheduled for {}) is still in flight",
+                crate::time::to_rfc3339(slot)
+            ))),
+            RunNowReply::Ended | RunNowReply::NoActor => {
+                // Finished meanwhile, or not loaded yet on this node.
+                let status = status_of(&self.owned(who, task_id).await?);
+                if !status.is_live() {
+                    return Err(finished_state(status));
+                }
+                Err(TaskError::Unavailable(
+                    "the task is not loaded on this node yet; try again".into(),
+                ))
+            }
+            RunNowReply::Unavailable => Err(TaskError::Unavailable(
+                "the node is shutting down or handing the task over; try again".into(),
+            )),
+        }
     }
 
     /// Stops task `task_id` as cancel does and removes it and its logs.
@@ -557,6 +636,14 @@ fn stale(expected: Option<i64>, m: &tasks::Model) -> Result<(), TaskError> {
         ))),
         _ => Ok(()),
     }
+}
+
+/// Run now of a task in a final state.
+fn finished_state(status: TaskStatus) -> TaskError {
+    TaskError::InvalidState(format!(
+        "status: the task is {}; only pending, running or paused tasks can run",
+        status.as_str()
+    ))
 }
 
 fn status_of(m: &tasks::Model) -> TaskStatus {

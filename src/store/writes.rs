@@ -50,6 +50,13 @@ pub enum Write {
         execution_count: i64,
         consecutive_failures: i64,
     },
+    /// A paused task's manual run: its counters, unless the task finished meanwhile (a resume
+    /// that came while the run was on the wire does not lose it). Does not bump `version`.
+    Counted {
+        task_id: String,
+        execution_count: i64,
+        consecutive_failures: i64,
+    },
     /// One execution attempt's record; its row is built here, at the edge ([`log_row`]).
     Log(Box<ExecutionRecord>),
     /// Slots were missed while the task could not fire: the new total and the next run (the
@@ -89,7 +96,9 @@ impl Write {
     /// node's state), nor are the API's writes (a user's change applies whoever runs the task).
     pub fn fenced_task(&self) -> Option<&str> {
         match self {
-            Write::Advance { task_id, .. } | Write::Missed { task_id, .. } => Some(task_id),
+            Write::Advance { task_id, .. }
+            | Write::Missed { task_id, .. }
+            | Write::Counted { task_id, .. } => Some(task_id),
             Write::SetStatus {
                 task_id,
                 expected_version: None,
@@ -214,6 +223,23 @@ pub async fn apply_write<C: ConnectionTrait>(db: &C, w: &Write) -> Result<u64, D
             Some(row) => advance_many(db, &[row]).await,
             None => Ok(0),
         },
+        Write::Counted {
+            task_id,
+            execution_count,
+            consecutive_failures,
+        } => {
+            let r = tasks::Entity::update_many()
+                .col_expr(tasks::Column::ExecutionCount, Expr::value(*execution_count))
+                .col_expr(
+                    tasks::Column::ConsecutiveFailures,
+                    Expr::value(*consecutive_failures),
+                )
+                .filter(tasks::Column::TaskId.eq(task_id.clone()))
+                .filter(tasks::Column::Status.is_in(live_names()))
+                .exec(db)
+                .await?;
+            Ok(r.rows_affected)
+        }
         Write::Log(r) => insert_logs(db, &[log_row(r)]).await,
         Write::Missed {
             task_id,

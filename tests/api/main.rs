@@ -25,6 +25,7 @@ mod quartz;
 mod query_plans;
 mod quotas;
 mod recovery;
+mod run_now;
 mod search;
 mod shutdown;
 mod smoke;

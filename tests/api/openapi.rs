@@ -13,7 +13,7 @@ use crate::helpers::*;
 
 /// What the API serves: (method, path template), as README's endpoint table lists it, plus the
 /// document itself.
-const SERVED: [(&str, &str); 14] = [
+const SERVED: [(&str, &str); 15] = [
     ("POST", "/api/v1/tasks"),
     ("GET", "/api/v1/tasks/{task_id}"),
     ("PATCH", "/api/v1/tasks/{task_id}"),
@@ -21,6 +21,7 @@ const SERVED: [(&str, &str); 14] = [
     ("PUT", "/api/v1/tasks/{task_id}/cancel"),
     ("PUT", "/api/v1/tasks/{task_id}/pause"),
     ("PUT", "/api/v1/tasks/{task_id}/resume"),
+    ("POST", "/api/v1/tasks/{task_id}/run"),
     ("GET", "/api/v1/tasks/{task_id}/logs"),
     ("GET", "/api/v1/users/{user_id}/tasks"),
     ("GET", "/api/v1/users/{user_id}/tasks/running-count"),

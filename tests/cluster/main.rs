@@ -29,4 +29,5 @@ mod infra;
 mod join;
 mod pause;
 mod reconcile;
+mod run_now;
 mod steady;

@@ -1,6 +1,7 @@
 //! TaskRegistry: owns `task_id → Addr<TaskActor>` for every task this node runs. It loads the
 //! active tasks from storage at start-up (recovery), starts a supervised actor for each new
-//! task, hands redefinitions to the right actor and lets actors go when their task ends.
+//! task, hands redefinitions to the right actor and lets actors go when their task ends. A
+//! manual run ([`RunNow`]) goes to the task's actor, or for a paused task to a one-off actor.
 //!
 //! The task space is cut into `cluster.partitions` partitions by a stable hash of the task
 //! id ([`crate::domain::partition::partition_of`]), and the registry runs the tasks of the
@@ -31,7 +32,7 @@ use actix::prelude::*;
 use uuid::Uuid;
 
 use super::persistence::PersistenceActor;
-use super::task::{Drain, Finished, Redefine, Stop, TaskActor, TaskDeps};
+use super::task::{Drain, Finished, Redefine, RunManual, RunNowReply, Stop, TaskActor, TaskDeps};
 use crate::domain::partition::partition_of;
 use crate::metrics::{self, ActorKind};
 use crate::store::ActiveTask;
@@ -58,6 +59,23 @@ pub struct Replace {
 #[derive(Message)]
 #[rtype(result = "Option<Addr<TaskActor>>")]
 pub struct Deactivate(pub Uuid);
+
+/// Run now: one extra execution of a task this node runs. A paused task (no actor) comes
+/// with its stored definition, for a one-off actor.
+#[derive(Message)]
+#[rtype(result = "RunNowReply")]
+pub struct RunNow {
+    pub task_id: Uuid,
+    /// The moment of the request (epoch ms): the execution's slot.
+    pub now: i64,
+    pub paused: Option<Box<ActiveTask>>,
+}
+
+/// Takes the one-off actor of a paused task's manual run out of the registry, if one is
+/// under way (a resume lets it finish first).
+#[derive(Message)]
+#[rtype(result = "Option<Addr<TaskActor>>")]
+pub struct TakeOneOff(pub Uuid);
 
 /// Shutdown: every task stops firing; resolves once no request is on the wire, or after
 /// `timeout`. Answers how many tasks were drained in time (all of them, or fewer).
@@ -101,6 +119,8 @@ pub struct TaskRegistry {
     versions: HashMap<Uuid, i64>,
     deps: Arc<TaskDeps>,
     tasks: HashMap<Uuid, Addr<TaskActor>>,
+    /// Paused tasks' manual runs under way (each actor stops once its run is over).
+    one_offs: HashMap<Uuid, Addr<TaskActor>>,
     cluster: Option<ClusterState>,
 }
 
@@ -131,6 +151,7 @@ impl TaskRegistry {
             versions: HashMap::new(),
             deps,
             tasks: HashMap::new(),
+            one_offs: HashMap::new(),
             cluster,
         }
     }
@@ -240,7 +261,10 @@ impl Handler<Deactivate> for TaskRegistry {
     fn handle(&mut self, msg: Deactivate, _: &mut Self::Context) -> Self::Result {
         let _m = metrics::handling(ActorKind::Registry, "Deactivate");
         self.versions.remove(&msg.0);
-        let addr = self.tasks.remove(&msg.0);
+        let addr = self.tasks.remove(&msg.0).or_else(|| {
+            // A paused task's manual run under way: stopped or released by the change.
+            self.one_offs.remove(&msg.0).filter(|a| a.connected())
+        });
         metrics::live(ActorKind::Task, self.tasks.len());
         addr
     }
@@ -268,6 +292,7 @@ impl Handler<DrainAll> for TaskRegistry {
         let waits: Vec<_> = self
             .tasks
             .values()
+            .chain(self.one_offs.values())
             .map(|a| {
                 metrics::sent(ActorKind::Task);
                 a.send(Drain)
@@ -292,5 +317,46 @@ impl Handler<DrainAll> for TaskRegistry {
             };
             tokio::time::timeout(msg.timeout, all).await.is_ok()
         })
+    }
+}
+
+impl Handler<RunNow> for TaskRegistry {
+    type Result = ResponseFuture<RunNowReply>;
+
+    fn handle(&mut self, msg: RunNow, _: &mut Self::Context) -> Self::Result {
+        let _m = metrics::handling(ActorKind::Registry, "RunNow");
+        let reply = |r| -> ResponseFuture<RunNowReply> { Box::pin(async move { r }) };
+        let id = msg.task_id;
+        if self.draining {
+            return reply(RunNowReply::Unavailable);
+        }
+        if !self.owns(id) {
+            return reply(RunNowReply::NotOwner);
+        }
+        self.one_offs.retain(|_, a| a.connected());
+        let addr = match (self.tasks.get(&id), msg.paused) {
+            (Some(addr), _) => addr.clone(),
+            (None, Some(task)) => match self.one_offs.get(&id) {
+                Some(addr) => addr.clone(),
+                None => {
+                    let addr = TaskActor::new(self.deps.clone(), *task).one_off().start();
+                    self.one_offs.insert(id, addr.clone());
+                    addr
+                }
+            },
+            (None, None) => return reply(RunNowReply::NoActor),
+        };
+        metrics::sent(ActorKind::Task);
+        let run = addr.send(RunManual { now: msg.now });
+        Box::pin(async move { run.await.unwrap_or(RunNowReply::Unavailable) })
+    }
+}
+
+impl Handler<TakeOneOff> for TaskRegistry {
+    type Result = Option<Addr<TaskActor>>;
+
+    fn handle(&mut self, msg: TakeOneOff, _: &mut Self::Context) -> Self::Result {
+        let _m = metrics::handling(ActorKind::Registry, "TakeOneOff");
+        self.one_offs.remove(&msg.0).filter(|a| a.connected())
     }
 }

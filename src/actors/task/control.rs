@@ -8,11 +8,12 @@ use actix::prelude::*;
 use actix_web::web::Bytes;
 
 use super::{TaskActor, TaskDeps};
-use crate::actors::dispatch::{Dispatcher, OutboundRequest, Prepared};
-use crate::domain::run::{Progress, Rescheduled, RetryDefaults, RunRules};
+use crate::actors::dispatch::{Dispatcher, ExecError, OutboundRequest, Outcome, Prepared};
+use crate::domain::run::{AttemptOutcome, Progress, Rescheduled, RetryDefaults, RunRules};
 use crate::domain::TaskStatus;
 use crate::metrics::{self, ActorKind};
 use crate::store::ActiveTask;
+use crate::time::now_ms;
 
 /// Replaces the task's definition (after a patch); the runtime counters are kept. With
 /// `reschedule`, the task's next run is the one given.
@@ -157,5 +158,26 @@ impl TaskActor {
         // Waiting out a backoff (or nothing in flight): the next attempt is not started.
         self.drop_in_flight(true);
         Box::pin(async {})
+    }
+}
+
+/// What the run rules need to know of an attempt's outcome.
+pub(super) fn attempt_outcome(outcome: &Outcome) -> AttemptOutcome {
+    match &outcome.result {
+        Ok(r) => AttemptOutcome::Replied {
+            status: r.status,
+            retry_after_ms: r.retry_after_ms,
+            stop_matched: r.stop_matched,
+        },
+        Err(ExecError::Cancelled) => AttemptOutcome::Cancelled,
+        Err(_) => AttemptOutcome::Failed,
+    }
+}
+
+pub(super) fn unavailable(why: String) -> Outcome {
+    Outcome {
+        sent_at_ms: now_ms(),
+        duration_ms: 0,
+        result: Err(ExecError::Unavailable(why)),
     }
 }

@@ -103,7 +103,8 @@ fn the_first_attempt_of_a_fired_slot_is_numbered_one() {
         Some(Attempt {
             slot: 10 * SEC,
             attempt: 1,
-            catch_up: false
+            catch_up: false,
+            manual: false,
         })
     );
 }
@@ -802,7 +803,8 @@ fn slots_deferred_behind_a_catch_up_run_oldest_first_as_catch_ups() {
         Some(Attempt {
             slot: 20 * SEC,
             attempt: 1,
-            catch_up: true
+            catch_up: true,
+            manual: false,
         })
     );
     // A slot due meanwhile waits behind it in turn.
@@ -924,4 +926,136 @@ fn a_skipped_slot_is_recorded_as_attempt_zero_with_the_reason() {
     assert_eq!((r.attempt, r.http_status), (0, None));
     assert_eq!(r.error.as_deref(), Some(SKIPPED_OVERLAP));
     assert_eq!((r.scheduled_ms, r.created_at_ms), (20 * SEC, 21 * SEC));
+}
+
+// Run now: one extra execution outside the schedule.
+
+#[test]
+fn a_manual_run_is_in_flight_as_attempt_one_of_the_request_moment_and_moves_no_slot() {
+    let mut run = interval_run(10 * SEC);
+    let a = run.on_manual(3 * SEC).expect("started");
+    assert_eq!((a.slot, a.attempt, a.manual), (3 * SEC, 1, true));
+    assert_eq!(a.trigger(), Trigger::Manual);
+    assert_eq!(run.in_flight(), Some(a));
+    assert_eq!(
+        run.on_outcome(3 * SEC, 1, ok(), || NO_JITTER),
+        Verdict::Advance
+    );
+    let p = run.progress();
+    assert_eq!(p.execution_count, 1);
+    assert_eq!(p.next_run_time, Some(10 * SEC), "the schedule is not moved");
+    assert_eq!(run.in_flight(), None);
+}
+
+#[test]
+fn a_manual_run_is_refused_while_an_execution_is_in_flight_and_after_the_end() {
+    let mut run = interval_run(10 * SEC);
+    fire(&mut run, 10 * SEC);
+    assert_eq!(
+        run.on_manual(11 * SEC),
+        Err(ManualRefusal::InFlight { slot: 10 * SEC })
+    );
+    run.on_outcome(10 * SEC, 1, ok(), || NO_JITTER);
+    run.on_manual(12 * SEC).expect("started");
+    assert_eq!(
+        run.on_manual(13 * SEC),
+        Err(ManualRefusal::InFlight { slot: 12 * SEC })
+    );
+    run.finish();
+    assert_eq!(run.on_manual(14 * SEC), Err(ManualRefusal::Ended));
+}
+
+#[test]
+fn a_slot_due_during_a_manual_run_is_skipped_as_an_overlap() {
+    let mut run = interval_run(10 * SEC);
+    run.on_manual(9 * SEC).expect("started");
+    let d = fire(&mut run, 10 * SEC);
+    assert_eq!(d.action, FireAction::Skip { in_flight: 9 * SEC });
+    assert_eq!(d.next, Some(20 * SEC));
+}
+
+#[test]
+fn a_manual_run_is_retried_and_its_failure_counts_toward_max_failures() {
+    let mut run = TaskRun::new(
+        RunRules {
+            max_retries: 1,
+            max_failures: Some(1),
+            ..rules(every_ten_seconds())
+        },
+        at(10 * SEC),
+    );
+    run.on_manual(SEC).expect("started");
+    assert!(matches!(
+        run.on_outcome(SEC, 1, replied(500), || NO_JITTER),
+        Verdict::Retry { .. }
+    ));
+    assert_eq!(
+        run.in_flight().map(|f| (f.attempt, f.manual)),
+        Some((2, true))
+    );
+    assert_eq!(
+        run.on_outcome(SEC, 2, replied(500), || NO_JITTER),
+        Verdict::Fail
+    );
+    assert_eq!(run.progress().execution_count, 1);
+}
+
+#[test]
+fn max_cnt_reached_by_a_manual_run_completes_the_task() {
+    let mut run = TaskRun::new(
+        RunRules {
+            max_cnt: Some(1),
+            ..rules(every_ten_seconds())
+        },
+        at(10 * SEC),
+    );
+    run.on_manual(SEC).expect("started");
+    assert_eq!(
+        run.on_outcome(SEC, 1, ok(), || NO_JITTER),
+        Verdict::Complete
+    );
+}
+
+#[test]
+fn a_response_match_on_a_manual_run_completes_the_task() {
+    let mut run = interval_run(10 * SEC);
+    run.on_manual(SEC).expect("started");
+    let matched = AttemptOutcome::Replied {
+        status: 200,
+        retry_after_ms: None,
+        stop_matched: true,
+    };
+    assert_eq!(
+        run.on_outcome(SEC, 1, matched, || NO_JITTER),
+        Verdict::Complete
+    );
+}
+
+#[test]
+fn a_manual_run_of_a_once_task_leaves_its_scheduled_run_to_come() {
+    let mut run = once_run(60 * SEC);
+    run.on_manual(SEC).expect("started");
+    assert_eq!(run.on_outcome(SEC, 1, ok(), || NO_JITTER), Verdict::Advance);
+    run.on_manual(2 * SEC).expect("started");
+    assert_eq!(
+        fail_every_attempt(&mut run, 2 * SEC, replied(500)),
+        Verdict::Advance,
+        "a failed manual run does not fail a once task"
+    );
+    assert_eq!(run.progress().next_run_time, Some(60 * SEC));
+    fire(&mut run, 60 * SEC);
+    assert_eq!(
+        run.on_outcome(60 * SEC, 1, ok(), || NO_JITTER),
+        Verdict::Complete
+    );
+    assert_eq!(run.progress().execution_count, 3);
+}
+
+#[test]
+fn a_manual_run_of_a_task_without_a_next_slot_does_not_complete_it() {
+    // A paused task has no next slot; a manual run leaves it as it is.
+    let mut run = TaskRun::new(rules(every_ten_seconds()), Progress::default());
+    run.on_manual(SEC).expect("started");
+    assert_eq!(run.on_outcome(SEC, 1, ok(), || NO_JITTER), Verdict::Advance);
+    assert_eq!(run.progress().next_run_time, None);
 }

@@ -19,6 +19,7 @@ enum Seen {
     Activate { task_id: Uuid, version: i64 },
     Replace { version: i64, reschedule: bool },
     Deactivate(Uuid),
+    RunNow { task_id: Uuid, paused: bool },
 }
 
 #[derive(Default)]
@@ -54,6 +55,28 @@ impl Handler<Deactivate> for FakeRegistry {
     type Result = Option<Addr<TaskActor>>;
     fn handle(&mut self, msg: Deactivate, _: &mut Self::Context) -> Self::Result {
         self.seen.push(Seen::Deactivate(msg.0));
+        None
+    }
+}
+
+impl Handler<crate::actors::registry::RunNow> for FakeRegistry {
+    type Result = MessageResult<crate::actors::registry::RunNow>;
+    fn handle(
+        &mut self,
+        msg: crate::actors::registry::RunNow,
+        _: &mut Self::Context,
+    ) -> Self::Result {
+        self.seen.push(Seen::RunNow {
+            task_id: msg.task_id,
+            paused: msg.paused.is_some(),
+        });
+        MessageResult(RunNowReply::Started(msg.now))
+    }
+}
+
+impl Handler<TakeOneOff> for FakeRegistry {
+    type Result = Option<Addr<TaskActor>>;
+    fn handle(&mut self, _: TakeOneOff, _: &mut Self::Context) -> Self::Result {
         None
     }
 }
@@ -104,6 +127,8 @@ impl Harness {
                 activate: self.registry.clone().recipient(),
                 replace: self.registry.clone().recipient(),
                 deactivate: self.registry.clone().recipient(),
+                run_now: self.registry.clone().recipient(),
+                take_one_off: self.registry.clone().recipient(),
             },
             notices: None,
         }
@@ -538,4 +563,53 @@ async fn a_once_task_whose_time_passed_while_paused_runs_at_its_resume() {
         next >= before && next <= now_ms(),
         "runs at the resume, not at its passed time {at}: {next}"
     );
+}
+
+#[actix_rt::test]
+async fn run_now_goes_to_the_registry_with_a_paused_task_and_refuses_a_finished_one() {
+    let h = Harness::new(LimitSettings::default()).await;
+    let tasks = h.service();
+    let id = tasks.create(every_minute()).await.expect("created").task_id;
+    h.seen().await;
+
+    let before = now_ms();
+    let m = tasks.owned(&USER, id).await.expect("visible");
+    match tasks.run_now(&USER, id, m).await {
+        Ok(RunNowOutcome::Started(slot)) => assert!(slot >= before, "the request's moment"),
+        other => panic!("expected a start, got {other:?}"),
+    }
+    let m = tasks.owned(&USER, id).await.expect("visible");
+    tasks.pause(&USER, id, m, None).await.expect("paused");
+    let m = tasks.owned(&USER, id).await.expect("visible");
+    tasks
+        .run_now(&USER, id, m)
+        .await
+        .expect("a paused task runs");
+    assert_eq!(
+        h.seen().await,
+        vec![
+            Seen::RunNow {
+                task_id: id,
+                paused: false
+            },
+            Seen::Deactivate(id),
+            Seen::RunNow {
+                task_id: id,
+                paused: true
+            },
+        ]
+    );
+
+    let m = tasks.owned(&USER, id).await.expect("visible");
+    tasks.cancel(&USER, id, m).await.expect("cancelled");
+    h.seen().await;
+    let m = tasks.owned(&USER, id).await.expect("visible");
+    match tasks.run_now(&USER, id, m).await {
+        Err(TaskError::InvalidState(message)) => assert_eq!(
+            message,
+            "status: the task is stopped; only pending, running or paused tasks can run"
+        ),
+        other => panic!("expected an invalid state, got {other:?}"),
+    }
+    assert_eq!(h.seen().await, vec![], "the registry is not asked");
 }
