@@ -10,6 +10,7 @@ mod sink;
 
 mod cli;
 mod cluster_view;
+mod dry_run;
 mod edges;
 mod isolation;
 mod key_file;
@@ -19,6 +20,7 @@ mod migrations;
 mod openapi;
 mod outbound;
 mod pause;
+mod preview;
 mod quartz;
 mod quotas;
 mod recovery;
