@@ -13,7 +13,7 @@ use crate::helpers::*;
 
 /// What the API serves: (method, path template), as README's endpoint table lists it, plus the
 /// document itself.
-const SERVED: [(&str, &str); 14] = [
+const SERVED: [(&str, &str); 16] = [
     ("POST", "/api/v1/tasks"),
     ("GET", "/api/v1/tasks/{task_id}"),
     ("PATCH", "/api/v1/tasks/{task_id}"),
@@ -22,6 +22,8 @@ const SERVED: [(&str, &str); 14] = [
     ("PUT", "/api/v1/tasks/{task_id}/pause"),
     ("PUT", "/api/v1/tasks/{task_id}/resume"),
     ("GET", "/api/v1/tasks/{task_id}/logs"),
+    ("GET", "/api/v1/tasks/{task_id}/preview"),
+    ("POST", "/api/v1/schedules/preview"),
     ("GET", "/api/v1/users/{user_id}/tasks"),
     ("GET", "/api/v1/users/{user_id}/tasks/running-count"),
     ("GET", "/api/v1/cluster"),
