@@ -15,13 +15,14 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorCode;
 use super::requests::{
-    CreateTaskRequest, HttpMethod, LogOutcome, MisfirePolicy, PatchTaskRequest, RetryPolicy,
-    StopCondition, TaskStatus, TaskType,
+    CreateTaskRequest, HttpMethod, LogOutcome, MisfirePolicy, PatchTaskRequest, PreviewRequest,
+    RetryPolicy, StopCondition, TaskStatus, TaskType,
 };
 use super::views::{
-    ClusterMember, ClusterView, CreateTaskResponse, ErrorBody, LastExecution, LogEntry,
-    LogsResponse, MessageResponse, ProbeStatus, RunNowResponse, RunningCount, StatusCounts,
-    TaskList, TaskSummary, TaskView,
+    ClusterMember, ClusterView, CreateTaskResponse, DryRunRequest, DryRunResponse, DryRunWarning,
+    ErrorBody, LastExecution, LogEntry, LogsResponse, MessageResponse, PreviewResponse,
+    PreviewTime, ProbeStatus, RunNowResponse, RunningCount, StatusCounts, TaskList, TaskSummary,
+    TaskView,
 };
 
 /// The name of the bearer security scheme, as `#[utoipa::path(security(...))]` refers to it.
@@ -57,6 +58,8 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         super::tasks::resume,
         super::run_now::run,
         super::tasks::logs,
+        super::schedules::preview,
+        super::schedules::task_preview,
         super::users::list,
         super::users::running_count,
         super::health::healthz,
@@ -90,10 +93,17 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         MisfirePolicy,
         HttpMethod,
         LogOutcome,
+        PreviewRequest,
+        PreviewResponse,
+        PreviewTime,
+        DryRunRequest,
+        DryRunResponse,
+        DryRunWarning,
     )),
     modifiers(&BearerSecurity),
     tags(
         (name = "tasks", description = "Create, view, change, cancel and delete tasks; their execution history"),
+        (name = "schedules", description = "When a schedule or a task fires next, with daylight-saving notes"),
         (name = "users", description = "A user's tasks"),
         (name = "cluster", description = "Cluster membership and partition ownership (admin)"),
         (name = "probes", description = "Liveness and readiness (no token)"),

@@ -5,12 +5,14 @@
 
 pub mod cluster;
 pub mod docs;
+pub mod dry_run;
 pub mod error;
 pub mod filters;
 pub mod health;
 pub mod metrics;
 pub mod requests;
 pub mod run_now;
+pub mod schedules;
 pub mod tasks;
 pub mod users;
 pub mod views;
@@ -114,6 +116,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/api/v1/tasks/{task_id}/logs")
             .route(web::get().to(tasks::logs))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/tasks/{task_id}/preview")
+            .route(web::get().to(schedules::task_preview))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/schedules/preview")
+            .route(web::post().to(schedules::preview))
             .default_service(web::to(method_not_allowed)),
     )
     .service(

@@ -192,3 +192,27 @@ pub struct PatchTaskRequest {
     pub retry: Option<RetryPolicy>,
     pub misfire_policy: Option<MisfirePolicy>,
 }
+
+/// The schedule fields of a task, validated as create validates them (fields that do not
+/// belong to `type` are ignored), and how many fire times to list.
+#[derive(ToSchema)]
+#[schema(example = json!({"type": "cron", "cron_expression": "0 0/30 * * * ?",
+    "timezone": "Europe/Berlin", "start_time": "2026-03-29T00:30:00Z", "count": 5}))]
+pub struct PreviewRequest {
+    #[schema(rename = "type")]
+    pub task_type: TaskType,
+    /// Required for `interval`.
+    #[schema(minimum = 1, maximum = 315360000)]
+    pub interval_seconds: Option<u64>,
+    /// Required for `cron`.
+    pub cron_expression: Option<String>,
+    /// IANA zone: the cron's zone (default `UTC`); for `interval` and `once`, only the zone
+    /// the `local` times are shown in.
+    pub timezone: Option<String>,
+    /// The times from this one on (inclusive, past or future); default: those a task created
+    /// now would run at.
+    pub start_time: Option<DateTime<Utc>>,
+    /// How many fire times (default 10).
+    #[schema(minimum = 1, maximum = 100)]
+    pub count: Option<u32>,
+}

@@ -39,14 +39,19 @@ async fn check_endpoint(state: &AppState, url: &url::Url) -> Result<(), ApiError
 ///
 /// Validates the definition, commits it to storage and schedules it: a 201 means the task is
 /// already in the database. The first run is `start_time` if in the future, else now +
-/// interval for `interval` tasks, the next match for `cron`, now for `once`.
+/// interval for `interval` tasks, the next match for `cron`, now for `once`. With
+/// `?dry_run=true`, checks as create does and answers with what it would do instead.
 #[utoipa::path(
     post,
     path = "/api/v1/tasks",
     tag = "tasks",
     operation_id = "create_task",
+    params(
+        ("dry_run" = Option<bool>, Query, description = "`true`: run every check of a create (destination and quota included) and answer 200 with the request it would send, its first five runs and warnings, storing and sending nothing"),
+    ),
     request_body(content = super::requests::CreateTaskRequest, content_type = "application/json"),
     responses(
+        (status = 200, description = "`dry_run=true`: the task would be created; nothing was stored or sent", body = super::views::DryRunResponse),
         (status = 201, description = "Created and committed", body = CreateTaskResponse),
         (status = 400, description = "Invalid input (the message names the field), including a refused destination", body = ErrorBody),
         (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
@@ -64,6 +69,7 @@ pub async fn create(
     state: web::Data<AppState>,
     Auth(who): Auth,
 ) -> Result<HttpResponse, ApiError> {
+    let dry_run = super::dry_run::requested(&req)?;
     let v = json_body(&req, payload, state.max_body_bytes).await?;
     let spec = parse_create_within(&v, &state.input_limits)?;
     if !who.may_act_for(spec.user_id) {
@@ -71,6 +77,9 @@ pub async fn create(
             "user_id: this token may not create tasks for user {}",
             spec.user_id
         )));
+    }
+    if dry_run {
+        return super::dry_run::answer(&state, spec).await;
     }
     check_endpoint(&state, &spec.http_endpoint).await?;
     let created = state.tasks().create(spec).await?;

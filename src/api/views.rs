@@ -425,3 +425,85 @@ pub struct ErrorBody {
     /// What was wrong, naming the field.
     pub message: String,
 }
+
+/// One fire time of a preview.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"time": "2026-03-29T01:00:00.000Z",
+    "local": "2026-03-29T03:00:00+02:00", "note": "dst_gap_skipped"}))]
+pub struct PreviewTime {
+    /// The fire time, UTC.
+    #[schema(value_type = DateTime<Utc>)]
+    pub time: String,
+    /// The same instant on the schedule's wall clock, with the offset in force then.
+    #[schema(example = "2026-03-29T03:00:00+02:00")]
+    pub local: String,
+    /// `dst_gap_skipped`: the first fire after a matching local time that did not exist (spring
+    /// forward) was skipped; `dst_overlap`: a fire in a repeated local hour (fall back), at its
+    /// second occurrence, the only one that fires; else `null`.
+    #[schema(required = true, value_type = Option<String>, pattern = "^(dst_gap_skipped|dst_overlap)$")]
+    pub note: Option<&'static str>,
+}
+
+/// A schedule's next fire times.
+#[derive(Serialize, ToSchema)]
+pub struct PreviewResponse {
+    pub times: Vec<PreviewTime>,
+    /// The zone of the `local` times.
+    #[schema(example = "Europe/Berlin")]
+    pub timezone: String,
+}
+
+impl PreviewResponse {
+    pub fn new(fires: &[crate::domain::preview::Fire], zone: chrono_tz::Tz) -> Self {
+        Self {
+            times: fires
+                .iter()
+                .map(|f| PreviewTime {
+                    time: to_rfc3339(f.at_ms),
+                    local: f
+                        .local
+                        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
+                    note: f.note.map(|n| n.as_str()),
+                })
+                .collect(),
+            timezone: zone.name().to_owned(),
+        }
+    }
+}
+
+/// The request a dry-run task would send.
+#[derive(Serialize, ToSchema)]
+pub struct DryRunRequest {
+    #[schema(value_type = HttpMethod)]
+    pub method: &'static str,
+    pub url: String,
+    /// The task's headers with their values shown as `<redacted>`, and the headers tickwheel
+    /// adds (their values as sent, or a description in angle brackets where they vary per
+    /// call).
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// The JSON body, `null` when none is sent (always for `GET`).
+    #[schema(required = true)]
+    pub body: Option<Value>,
+}
+
+/// Something legal but probably unintended in a dry-run task.
+#[derive(Serialize, ToSchema)]
+pub struct DryRunWarning {
+    /// Stable: `fires_every_second`, `start_time_in_past`, `host_unresolvable`.
+    #[schema(example = "start_time_in_past")]
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// `200`: the task would be accepted; nothing was stored or sent.
+#[derive(Serialize, ToSchema)]
+pub struct DryRunResponse {
+    /// Always `success`.
+    #[schema(value_type = String, example = "success")]
+    pub status: &'static str,
+    pub request: DryRunRequest,
+    /// The first five runs (fewer when the schedule or stop condition has fewer).
+    #[schema(value_type = Vec<DateTime<Utc>>)]
+    pub next_run_times: Vec<String>,
+    pub warnings: Vec<DryRunWarning>,
+}

@@ -13,6 +13,8 @@
 //! - [`stop`]: stop conditions and response matching.
 //! - [`run`]: one task's run state and the rules applied at each start, fire and attempt's end
 //!   (retries, `Retry-After`, completion, failure, misfire and overlap).
+//! - [`preview`]: a schedule's next fire times with their local times and daylight-saving
+//!   notes, from [`Schedule`] itself.
 //! - [`partition`]: which partition a task belongs to, and which member owns each partition.
 //! - [`bounds`]: the range of times a task may name.
 //! - [`limits`]: how large each stored field may be, set against the columns that hold it:
@@ -27,6 +29,7 @@ pub mod cron;
 pub mod error;
 pub mod limits;
 pub mod partition;
+pub mod preview;
 pub mod run;
 pub mod schedule;
 pub mod stop;

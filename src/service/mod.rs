@@ -2,4 +2,5 @@
 //! does (commit it, hand it to its actor, tell the cluster) lives here once, in plain async
 //! code that takes its collaborators as values, so it is tested without HTTP.
 
+pub mod dry_run;
 pub mod tasks;

@@ -652,7 +652,7 @@ fn status_of(m: &tasks::Model) -> TaskStatus {
 
 /// The first run of a new or rescheduled task. A cron expression whose fires all lie before
 /// the task's start (or before now) would be created only to complete at once: refused.
-fn first_run(schedule: &Schedule, now: i64) -> Result<i64, TaskError> {
+pub(super) fn first_run(schedule: &Schedule, now: i64) -> Result<i64, TaskError> {
     schedule.first_run(now).ok_or_else(|| {
         TaskError::Invalid(
             "cron_expression: fires no time after the task's start_time and now".into(),

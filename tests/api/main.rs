@@ -10,6 +10,7 @@ mod sink;
 
 mod cli;
 mod cluster_view;
+mod dry_run;
 mod edges;
 mod isolation;
 mod key_file;
@@ -21,6 +22,7 @@ mod misfire;
 mod openapi;
 mod outbound;
 mod pause;
+mod preview;
 mod quartz;
 mod query_plans;
 mod quotas;

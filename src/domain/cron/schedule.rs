@@ -115,19 +115,7 @@ impl CronSchedule {
     /// `L`, `W`, `#`) the day-by-day walk through proxy years serves up to 2199.
     fn part_next_after(&self, part: &cron::Schedule, after_ms: i64) -> Option<i64> {
         let after_ms = after_ms.max(EARLIEST_MS);
-        let after = DateTime::<Utc>::from_timestamp_millis(after_ms)?;
-        // As Quartz does: search from the local time of the next whole second after `after`,
-        // inclusive. Across a fall back that local time can jump back an hour (to the start of
-        // the second pass); from inside the first pass it passes over the repeated local times
-        // already seen, whose second occurrence Quartz then skips.
-        let from_s = after.timestamp().checked_add(1)?;
-        let from = DateTime::<Utc>::from_timestamp(from_s, 0)?;
-        // The crate yields matches strictly after the time it is given, so give it one second
-        // less, in local time.
-        let start = from
-            .with_timezone(&self.timezone)
-            .naive_local()
-            .checked_sub_signed(Duration::seconds(1))?;
+        let start = self.search_start(after_ms)?;
         if !self.rule.is_trivial() || start.year() >= CRATE_LAST_YEAR {
             return self
                 .local_after(part, start)
@@ -139,6 +127,74 @@ impl CronSchedule {
             .take(MAX_CANDIDATES)
             .filter_map(|local| self.instant_of(local.naive_utc()))
             .find(|&ms| ms > after_ms)
+    }
+
+    /// The local time the search for the fire after `after_ms` starts from, exclusive.
+    ///
+    /// As Quartz does: search from the local time of the next whole second after `after`,
+    /// inclusive. Across a fall back that local time can jump back an hour (to the start of the
+    /// second pass); from inside the first pass it passes over the repeated local times already
+    /// seen, whose second occurrence Quartz then skips.
+    fn search_start(&self, after_ms: i64) -> Option<NaiveDateTime> {
+        let after = DateTime::<Utc>::from_timestamp_millis(after_ms)?;
+        let from_s = after.timestamp().checked_add(1)?;
+        let from = DateTime::<Utc>::from_timestamp(from_s, 0)?;
+        // The crate yields matches strictly after the time it is given, so give it one second
+        // less, in local time.
+        from.with_timezone(&self.timezone)
+            .naive_local()
+            .checked_sub_signed(Duration::seconds(1))
+    }
+
+    /// The time zone the expression is read in.
+    pub fn timezone(&self) -> Tz {
+        self.timezone
+    }
+
+    /// Whether the local time of `at_ms` occurs twice in the zone (a fall-back overlap). A fire
+    /// there is the second occurrence of its local time; the first was passed over.
+    pub fn in_repeated_local_time(&self, at_ms: i64) -> bool {
+        DateTime::<Utc>::from_timestamp_millis(at_ms).is_some_and(|t| {
+            let local = t.with_timezone(&self.timezone).naive_local();
+            matches!(
+                self.timezone.from_local_datetime(&local),
+                LocalResult::Ambiguous(..)
+            )
+        })
+    }
+
+    /// Whether the search for the fire after `after_ms`, which found `fire_ms`, passed over a
+    /// local time the expression matches that does not exist (a spring-forward gap).
+    ///
+    /// It walks the same local times [`Self::next_after`] walks, up to the fire's local time:
+    /// every match before it was skipped, either because it lies in a gap or because its
+    /// instant was not after `after_ms` (a repeated local time already passed).
+    pub fn skipped_gap_between(&self, after_ms: i64, fire_ms: i64) -> bool {
+        let after_ms = after_ms.max(EARLIEST_MS);
+        let (Some(start), Some(fire)) = (
+            self.search_start(after_ms),
+            DateTime::<Utc>::from_timestamp_millis(fire_ms),
+        ) else {
+            return false;
+        };
+        let end = fire.with_timezone(&self.timezone).naive_local();
+        let in_gap = |local: NaiveDateTime| {
+            matches!(self.timezone.from_local_datetime(&local), LocalResult::None)
+        };
+        self.parts.iter().any(|part| {
+            if !self.rule.is_trivial() || start.year() >= CRATE_LAST_YEAR {
+                self.local_after(part, start)
+                    .take(MAX_CANDIDATES)
+                    .take_while(|local| *local < end)
+                    .any(in_gap)
+            } else {
+                part.after(&Utc.from_utc_datetime(&start))
+                    .take(MAX_CANDIDATES)
+                    .map(|local| local.naive_utc())
+                    .take_while(|local| *local < end)
+                    .any(in_gap)
+            }
+        })
     }
 
     /// Whether the crate's month and day fields and the Quartz rule allow `date`.

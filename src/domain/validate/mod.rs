@@ -78,26 +78,13 @@ pub fn parse_create_within(v: &Value, limits: &InputLimits) -> Result<TaskSpec, 
     let headers = parse_headers(field("headers"), limits)?;
     let body = parse_body(field("body"))?;
 
-    let (mut interval_seconds, mut cron_expression, mut timezone) = (None, None, None);
-    match task_type {
-        TaskType::Interval => {
-            interval_seconds = Some(required(object, "interval_seconds").and_then(parse_interval)?);
-        }
-        TaskType::Cron => {
-            let expression =
-                required(object, "cron_expression").and_then(|v| parse_cron_text(v, limits))?;
-            let zone = parse_timezone(field("timezone"))?;
-            validate_cron(&expression, &zone)?;
-            cron_expression = Some(expression);
-            timezone = Some(zone);
-        }
-        TaskType::Once => {}
-    }
-
-    let start_time = match field("start_time") {
-        Value::Null => None,
-        v => Some(parse_start_time(v)?),
-    };
+    let ScheduleSpec {
+        interval_seconds,
+        cron_expression,
+        timezone,
+        start_time,
+        ..
+    } = schedule_fields(object, task_type, limits)?;
     let stop_condition = parse_stop_condition(field("stop_condition"), limits)?;
     let retry = parse_retry(field("retry"))?;
     let misfire_policy = parse_misfire_policy(field("misfire_policy"))?;
@@ -117,6 +104,68 @@ pub fn parse_create_within(v: &Value, limits: &InputLimits) -> Result<TaskSpec, 
         retry,
         misfire_policy,
     })
+}
+
+/// The schedule fields of a task (`type`, `interval_seconds`, `cron_expression`, `timezone`,
+/// `start_time`), validated as create validates them.
+#[derive(Debug, Clone)]
+pub struct ScheduleSpec {
+    pub task_type: TaskType,
+    pub interval_seconds: Option<u64>,
+    pub cron_expression: Option<String>,
+    /// Cron only: the canonical IANA name (`UTC` when not given).
+    pub timezone: Option<String>,
+    pub start_time: Option<DateTime<Utc>>,
+}
+
+/// Validates the schedule fields of a body as create does (fields that do not belong to the
+/// type are ignored), within `limits`.
+pub fn parse_schedule_within(v: &Value, limits: &InputLimits) -> Result<ScheduleSpec, FieldError> {
+    let object = body_object(v)?;
+    let task_type = parse_type(object.get("type").unwrap_or(&Value::Null))?;
+    schedule_fields(object, task_type, limits)
+}
+
+fn schedule_fields(
+    object: &serde_json::Map<String, Value>,
+    task_type: TaskType,
+    limits: &InputLimits,
+) -> Result<ScheduleSpec, FieldError> {
+    let field = |name: &str| object.get(name).unwrap_or(&Value::Null);
+    let (mut interval_seconds, mut cron_expression, mut timezone) = (None, None, None);
+    match task_type {
+        TaskType::Interval => {
+            interval_seconds = Some(required(object, "interval_seconds").and_then(parse_interval)?);
+        }
+        TaskType::Cron => {
+            let expression =
+                required(object, "cron_expression").and_then(|v| parse_cron_text(v, limits))?;
+            let zone = parse_timezone(field("timezone"))?;
+            validate_cron(&expression, &zone)?;
+            cron_expression = Some(expression);
+            timezone = Some(zone);
+        }
+        TaskType::Once => {}
+    }
+    let start_time = match field("start_time") {
+        Value::Null => None,
+        v => Some(parse_start_time(v)?),
+    };
+    Ok(ScheduleSpec {
+        task_type,
+        interval_seconds,
+        cron_expression,
+        timezone,
+        start_time,
+    })
+}
+
+/// A validated time zone name (`timezone`), canonical; `None` when not given.
+pub fn parse_display_timezone(v: Option<&Value>) -> Result<Option<String>, FieldError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => parse_timezone(v).map(Some),
+    }
 }
 
 /// A validated PATCH body: `Some` for each field to change.
