@@ -114,6 +114,11 @@ pub fn install() -> Option<PrometheusHandle> {
                             .increment(0);
                     }
                     counter!("tickwheel_retries_scheduled_total").increment(0);
+                    for reason in ["age", "count", "finished_task"] {
+                        counter!("tickwheel_retention_pruned_rows_total", "reason" => reason)
+                            .increment(0);
+                    }
+                    counter!("tickwheel_retention_finished_tasks_deleted_total").increment(0);
                     Some(h)
                 }
                 Err(e) => {
@@ -281,4 +286,24 @@ pub fn partitions_claimed(n: usize) {
 /// queue in Redis) or `scan` (the database).
 pub fn partition_loads(source: &'static str, n: usize) {
     counter!("tickwheel_partition_loads_total", "source" => source).increment(n as u64);
+}
+
+/// Execution log rows the history-retention pruner deleted, by reason (`age`, `count`,
+/// `finished_task`).
+pub fn retention_pruned(reason: &'static str, rows: u64) {
+    if rows > 0 {
+        counter!("tickwheel_retention_pruned_rows_total", "reason" => reason).increment(rows);
+    }
+}
+
+/// Finished tasks the pruner deleted (after their logs).
+pub fn retention_finished_tasks_deleted(n: u64) {
+    if n > 0 {
+        counter!("tickwheel_retention_finished_tasks_deleted_total").increment(n);
+    }
+}
+
+/// When the oldest execution log row kept was created, in seconds since the epoch.
+pub fn retention_oldest_log(created_at_ms: i64) {
+    gauge!("tickwheel_retention_oldest_log_timestamp_seconds").set(created_at_ms as f64 / 1000.0);
 }

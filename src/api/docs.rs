@@ -15,8 +15,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorCode;
 use super::requests::{
-    CreateTaskRequest, HttpMethod, PatchTaskRequest, RetryPolicy, StopCondition, TaskStatus,
-    TaskType,
+    CreateTaskRequest, HttpMethod, PatchTaskRequest, RetentionPolicy, RetryPolicy, StopCondition,
+    TaskStatus, TaskType,
 };
 use super::views::{
     ClusterMember, ClusterView, CreateTaskResponse, ErrorBody, LastExecution, LogEntry,
@@ -81,6 +81,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         ErrorCode,
         StopCondition,
         RetryPolicy,
+        RetentionPolicy,
         TaskType,
         TaskStatus,
         HttpMethod,

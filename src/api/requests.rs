@@ -96,6 +96,19 @@ pub struct RetryPolicy {
     pub backoff_ms: Option<u64>,
 }
 
+/// A task's own history limits, each at least 1 and at most the configured global limit
+/// (`retention.max_age_days`, `retention.max_logs_per_task`); an absent key falls back to it.
+#[derive(ToSchema)]
+#[schema(example = json!({"max_age_days": 7, "max_logs": 100}))]
+pub struct RetentionPolicy {
+    /// Execution log rows older than this many days are deleted.
+    #[schema(minimum = 1)]
+    pub max_age_days: Option<u32>,
+    /// Beyond this many execution log rows, the oldest are deleted.
+    #[schema(minimum = 1)]
+    pub max_logs: Option<u64>,
+}
+
 /// A new task. Fields that do not belong to its `type` are ignored.
 #[derive(ToSchema)]
 #[schema(example = json!({
@@ -142,10 +155,11 @@ pub struct CreateTaskRequest {
     pub start_time: Option<DateTime<Utc>>,
     pub stop_condition: Option<StopCondition>,
     pub retry: Option<RetryPolicy>,
+    pub retention: Option<RetentionPolicy>,
 }
 
 /// The fields to change (at least one). `null` resets `method` (to POST), `headers`, `body`,
-/// `timezone` (to UTC), `stop_condition` and `retry`. Any other key is refused with 400.
+/// `timezone` (to UTC), `stop_condition`, `retry` and `retention`. Any other key is refused with 400.
 #[derive(ToSchema)]
 #[schema(min_properties = 1, example = json!({"interval_seconds": 60}))]
 pub struct PatchTaskRequest {
@@ -166,4 +180,5 @@ pub struct PatchTaskRequest {
     pub start_time: Option<DateTime<Utc>>,
     pub stop_condition: Option<StopCondition>,
     pub retry: Option<RetryPolicy>,
+    pub retention: Option<RetentionPolicy>,
 }

@@ -10,7 +10,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::error::ErrorCode;
-use super::requests::{HttpMethod, RetryPolicy, StopCondition, TaskStatus, TaskType};
+use super::requests::{
+    HttpMethod, RetentionPolicy, RetryPolicy, StopCondition, TaskStatus, TaskType,
+};
 use crate::cluster::membership;
 use crate::time::to_rfc3339;
 
@@ -109,6 +111,9 @@ pub struct TaskView {
     /// The task's own retry settings, `null` when it uses the defaults.
     #[schema(value_type = Option<RetryPolicy>, required = true)]
     pub retry: Option<Value>,
+    /// The task's own history limits, `null` when it uses the global ones.
+    #[schema(value_type = Option<RetentionPolicy>, required = true)]
+    pub retention: Option<Value>,
     /// Executions so far (one scheduled fire with its retries).
     pub execution_count: i64,
     pub consecutive_failures: i64,
@@ -157,6 +162,7 @@ impl TaskView {
             stop_condition: stored_json(&m.stop_condition)
                 .unwrap_or_else(|| Value::Object(Default::default())),
             retry: stored_json(&m.retry),
+            retention: stored_json(&m.retention),
             execution_count: m.execution_count,
             consecutive_failures: m.consecutive_failures,
             last_execution: last.map(LastExecution::from),

@@ -27,6 +27,7 @@ pub mod cron;
 pub mod error;
 pub mod limits;
 pub mod partition;
+pub mod retention;
 pub mod run;
 pub mod schedule;
 pub mod stop;

@@ -7,6 +7,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::retention::Retention;
 use super::stop::StopCondition;
 use super::{Schedule, ScheduleError};
 
@@ -191,6 +192,8 @@ pub struct TaskSpec {
     pub start_time: Option<DateTime<Utc>>,
     pub stop_condition: StopCondition,
     pub retry: RetryOverride,
+    /// The task's own history limits (at most the global ones).
+    pub retention: Retention,
 }
 
 /// Spread of the backoff jitter: each wait is within ±20 % of its nominal value.
@@ -346,6 +349,7 @@ mod tests {
             start_time: start_ms.and_then(DateTime::from_timestamp_millis),
             stop_condition: StopCondition::default(),
             retry: RetryOverride::default(),
+            retention: Default::default(),
         }
     }
 

@@ -7,6 +7,8 @@
 //! - `reads`: the queries on the pool (tasks, logs, counts, pages, partition owners).
 //! - `codec`: rows to domain types and back ([`ActiveTask`], [`RowState`], header sealing).
 //! - `writes`: [`Write`] and how it is applied, batched advances and logs, partition claims.
+//! - `prune`: history retention's bounded selects and deletes (used by `actors::pruner`, which
+//!   writes beside the persistence actor: its deletes touch only expired rows).
 
 use std::sync::Arc;
 
@@ -17,11 +19,13 @@ use crate::domain::TaskStatus;
 
 mod codec;
 mod connection;
+mod prune;
 mod reads;
 mod writes;
 
 pub use codec::{ActiveTask, RowState, ScheduleRow};
 pub use connection::{connect, connect_with, migrate, sealed_sample, sqlite_file};
+pub use prune::{FinishedTask, PruneTask};
 pub use reads::tasks_page_query;
 pub use writes::{
     advance_many, apply_write, held_partitions, insert_logs, log_row, AdvanceRow, Write,

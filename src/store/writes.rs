@@ -144,6 +144,7 @@ pub async fn apply_write<C: ConnectionTrait>(db: &C, w: &Write) -> Result<u64, D
                     Expr::value(m.stop_condition.clone()),
                 )
                 .col_expr(tasks::Column::Retry, Expr::value(m.retry.clone()))
+                .col_expr(tasks::Column::Retention, Expr::value(m.retention.clone()))
                 .col_expr(tasks::Column::NextRunTime, Expr::value(m.next_run_time))
                 .col_expr(tasks::Column::Version, Expr::value(expected_version + 1))
                 .col_expr(tasks::Column::UpdatedAt, Expr::value(m.updated_at))

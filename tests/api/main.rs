@@ -22,6 +22,7 @@ mod pause;
 mod quartz;
 mod quotas;
 mod recovery;
+mod retention;
 mod shutdown;
 mod smoke;
 mod storage_limits;

@@ -17,6 +17,7 @@ use super::cron::CronSchedule;
 use super::error::shorten;
 pub use super::error::FieldError;
 pub use super::limits::InputLimits;
+use super::retention::{parse_retention, Retention};
 use super::stop::StopCondition;
 use super::task::{Method, RetryOverride, TaskSpec, TaskType};
 use fields::{
@@ -27,7 +28,7 @@ use fields::{
 pub use fields::{MAX_BACKOFF_MS, MAX_INTERVAL_SECONDS, MAX_RETRIES};
 
 /// The fields PATCH may change.
-const PATCHABLE: [&str; 10] = [
+const PATCHABLE: [&str; 11] = [
     "http_endpoint",
     "method",
     "headers",
@@ -38,6 +39,7 @@ const PATCHABLE: [&str; 10] = [
     "start_time",
     "stop_condition",
     "retry",
+    "retention",
 ];
 
 /// Task fields that exist but PATCH may not change.
@@ -98,6 +100,7 @@ pub fn parse_create_within(v: &Value, limits: &InputLimits) -> Result<TaskSpec, 
     };
     let stop_condition = parse_stop_condition(field("stop_condition"), limits)?;
     let retry = parse_retry(field("retry"))?;
+    let retention = parse_retention(field("retention"), limits.retention)?;
 
     Ok(TaskSpec {
         user_id,
@@ -112,6 +115,7 @@ pub fn parse_create_within(v: &Value, limits: &InputLimits) -> Result<TaskSpec, 
         start_time,
         stop_condition,
         retry,
+        retention,
     })
 }
 
@@ -130,6 +134,8 @@ pub struct TaskPatch {
     pub start_time: Option<DateTime<Utc>>,
     pub stop_condition: Option<StopCondition>,
     pub retry: Option<RetryOverride>,
+    /// `Some(Retention::default())` (from `null`) goes back to the global limits.
+    pub retention: Option<Retention>,
 }
 
 impl TaskPatch {
@@ -200,6 +206,9 @@ pub fn parse_patch_within(v: &Value, limits: &InputLimits) -> Result<TaskPatch, 
     if let Some(v) = object.get("retry") {
         patch.retry = Some(parse_retry(v)?);
     }
+    if let Some(v) = object.get("retention") {
+        patch.retention = Some(parse_retention(v, limits.retention)?);
+    }
     Ok(patch)
 }
 
@@ -258,6 +267,9 @@ pub fn apply_patch(spec: &TaskSpec, patch: TaskPatch) -> Result<TaskSpec, FieldE
     }
     if let Some(retry) = patch.retry {
         next.retry = retry;
+    }
+    if let Some(retention) = patch.retention {
+        next.retention = retention;
     }
 
     match kind {
