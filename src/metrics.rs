@@ -296,6 +296,12 @@ pub fn retention_pruned(reason: &'static str, rows: u64) {
     }
 }
 
+/// How long one of the pruner's delete statements took (the time it may hold SQLite's write
+/// lock).
+pub fn retention_delete(seconds: f64) {
+    histogram!("tickwheel_retention_delete_seconds").record(seconds);
+}
+
 /// Finished tasks the pruner deleted (after their logs).
 pub fn retention_finished_tasks_deleted(n: u64) {
     if n > 0 {

@@ -73,6 +73,7 @@ pub(super) async fn retention(
         let mut lateness: [Vec<i64>; 2] = [Vec::new(), Vec::new()];
         let mut missed = [0usize; 2];
         let (mut pruned, mut pruning_s) = (0.0, 0.0);
+        let (mut statements, mut statement_s) = (0.0, 0.0);
         for _ in 0..rounds {
             for (mode, pruning) in [(0usize, false), (1usize, true)] {
                 let s = match server.take() {
@@ -98,15 +99,17 @@ pub(super) async fn retention(
                     until_ms: until,
                 };
                 let p = stats::analyze(&sink.take(), &exp);
+                let rows_pruned = after[0] - before[0];
                 eprintln!(
-                    "  pruning {}: {} ; {} rows pruned",
+                    "  pruning {}: {} ; {rows_pruned} rows pruned",
                     if pruning { "on " } else { "off" },
                     fmt_precision(&p),
-                    after - before
                 );
                 if pruning {
-                    pruned += after - before;
+                    pruned += rows_pruned;
                     pruning_s += window_s as f64;
+                    statements += after[1] - before[1];
+                    statement_s += after[2] - before[2];
                 }
                 missed[mode] += p.missed;
                 lateness[mode].extend(p.lateness_us.iter().copied());
@@ -119,6 +122,7 @@ pub(super) async fn retention(
             stats::lateness(&v)
         });
         let rate = pruned / pruning_s.max(1.0);
+        let mean_delete_ms = 1000.0 * statement_s / statements.max(1.0);
         report.results.push(json!({
             "scenario": "retention",
             "backend": backend.name(),
@@ -132,6 +136,7 @@ pub(super) async fn retention(
             "missed_without_pruning": missed[0],
             "missed_with_pruning": missed[1],
             "rows_pruned_per_s": rate.round(),
+            "mean_delete_statement_ms": (mean_delete_ms * 100.0).round() / 100.0,
             "log_rows_left": left.trim(),
         }));
         report.row(
@@ -142,7 +147,7 @@ pub(super) async fn retention(
         );
         report.row(
             format!("{name}: pruned while on"),
-            format!("{rate:.0} rows/s"),
+            format!("{rate:.0} rows/s, {mean_delete_ms:.1} ms a statement"),
             "",
             None,
         );
@@ -156,17 +161,25 @@ pub(super) async fn retention(
     Ok(())
 }
 
-/// `tickwheel_retention_pruned_rows_total`, all reasons.
-async fn pruned_rows(base: &str) -> anyhow::Result<f64> {
+/// The sum over the series whose lines start with `prefix`.
+fn sum_of(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Rows pruned (all reasons), and the delete statements' count and total seconds so far.
+async fn pruned_rows(base: &str) -> anyhow::Result<[f64; 3]> {
     let text = reqwest::get(format!("{base}/metrics"))
         .await?
         .text()
         .await?;
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with("tickwheel_retention_pruned_rows_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
+    Ok([
+        sum_of(&text, "tickwheel_retention_pruned_rows_total"),
+        sum_of(&text, "tickwheel_retention_delete_seconds_count"),
+        sum_of(&text, "tickwheel_retention_delete_seconds_sum"),
+    ])
 }
 
 /// `rows` log rows of 1,000 task ids, all created 60 days ago (a few hours apart at most).

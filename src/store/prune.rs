@@ -80,10 +80,12 @@ impl Store {
         if ids.is_empty() {
             return Ok(0);
         }
+        let started = std::time::Instant::now();
         let r = task_logs::Entity::delete_many()
             .filter(task_logs::Column::LogId.is_in(ids))
             .exec(&self.db)
             .await?;
+        crate::metrics::retention_delete(started.elapsed().as_secs_f64());
         Ok(r.rows_affected)
     }
 
