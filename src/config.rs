@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::domain::limits::{InputLimits, MAX_STORED_BODY_BYTES, MEDIUM_BYTES};
+use crate::domain::retention::{RetentionLimits, MAX_LOGS_PER_TASK, MAX_RETENTION_DAYS};
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use secrecy::SecretString;
@@ -31,6 +32,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub ratelimit: RateLimitSettings,
     pub limits: LimitSettings,
+    pub retention: RetentionSettings,
     pub metrics: MetricsSettings,
     pub cluster: ClusterSettings,
     pub redis: RedisSettings,
@@ -66,6 +68,87 @@ impl Default for ClusterSettings {
             partitions: 256,
             advertise: String::new(),
         }
+    }
+}
+
+/// History retention (README, "History retention"): the global limits on execution logs and
+/// finished tasks, and how the background pruner paces its deletes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Execution log rows older than this are deleted.
+    pub max_age_days: u32,
+    /// Beyond this many log rows per task, the oldest are deleted.
+    pub max_logs_per_task: u64,
+    /// Completed, failed and stopped tasks (with their logs) are deleted this many days after
+    /// they finished; 0 keeps them.
+    pub finished_task_days: u32,
+    /// The pruner's pause between two delete statements, and its first start after start-up.
+    pub interval_ms: u64,
+    /// The most rows one delete statement removes (a short write lock on SQLite).
+    pub batch_size: u64,
+    /// Tasks whose log count the pruner checks per pause.
+    pub tasks_per_pass: u64,
+    /// False: nothing is pruned (the limits still bound a task's own `retention`).
+    pub enabled: bool,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        let limits = RetentionLimits::DEFAULT;
+        Self {
+            max_age_days: limits.max_age_days,
+            max_logs_per_task: limits.max_logs_per_task,
+            finished_task_days: 0,
+            interval_ms: 200,
+            batch_size: 500,
+            tasks_per_pass: 200,
+            enabled: true,
+        }
+    }
+}
+
+impl RetentionSettings {
+    /// The global limits, for the validator and the pruner.
+    pub fn limits(&self) -> RetentionLimits {
+        RetentionLimits {
+            max_age_days: self.max_age_days,
+            max_logs_per_task: self.max_logs_per_task,
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let ranges = [
+            (
+                "max_age_days",
+                u64::from(self.max_age_days),
+                1,
+                u64::from(MAX_RETENTION_DAYS),
+            ),
+            (
+                "max_logs_per_task",
+                self.max_logs_per_task,
+                1,
+                MAX_LOGS_PER_TASK,
+            ),
+            (
+                "finished_task_days",
+                u64::from(self.finished_task_days),
+                0,
+                u64::from(MAX_RETENTION_DAYS),
+            ),
+            ("interval_ms", self.interval_ms, 1, 3_600_000),
+            ("batch_size", self.batch_size, 1, 100_000),
+            ("tasks_per_pass", self.tasks_per_pass, 1, 100_000),
+        ];
+        for (key, value, min, max) in ranges {
+            if value < min || value > max {
+                return Err(format!(
+                    "retention.{key} = {value} must be between {min} and {max}"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -250,7 +333,8 @@ impl Default for LimitSettings {
 }
 
 impl LimitSettings {
-    /// The input bounds, for the validator.
+    /// The input bounds, for the validator, with the default retention limits
+    /// ([`Settings::input_limits`] has the configured ones).
     pub fn input(&self) -> InputLimits {
         InputLimits {
             max_url_bytes: self.max_url_bytes,
@@ -259,6 +343,7 @@ impl LimitSettings {
             max_header_value_bytes: self.max_header_value_bytes,
             max_cron_expression_bytes: self.max_cron_expression_bytes,
             max_stop_condition_bytes: self.max_stop_condition_bytes,
+            retention: RetentionLimits::DEFAULT,
         }
     }
 }
@@ -268,6 +353,15 @@ impl LimitSettings {
 pub const MAX_RESPONSE_BYTES: usize = MEDIUM_BYTES / 3;
 
 impl Settings {
+    /// The bounds on a task's input: `[limits]` and the global `[retention]` limits a task's own
+    /// `retention` may not exceed.
+    pub fn input_limits(&self) -> InputLimits {
+        InputLimits {
+            retention: self.retention.limits(),
+            ..self.limits.input()
+        }
+    }
+
     /// Loads `path` (which must exist when given explicitly) over the defaults, then the
     /// environment. Without a path, `config.toml` in the working directory is used if present.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
@@ -335,6 +429,7 @@ impl Settings {
             .input()
             .check()
             .map_err(|m| ConfigError::Invalid(format!("limits.{m}")))?;
+        self.retention.check().map_err(ConfigError::Invalid)?;
         if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("mysql:")) {
             return bad("database.url must start with sqlite: or mysql:");
         }
@@ -381,6 +476,36 @@ mod tests {
         assert_eq!(s.http.pool_size, 200);
         assert_eq!(s.http.request_timeout_ms, 15_000);
         assert_eq!(s.ratelimit.per_host_rps, 100);
+    }
+
+    #[test]
+    fn retention_defaults_match_the_documented_values_and_bad_values_are_named() {
+        let s = Settings::from_toml("").expect("defaults");
+        assert_eq!(s.retention.max_age_days, 30);
+        assert_eq!(s.retention.max_logs_per_task, 10_000);
+        assert_eq!(s.retention.finished_task_days, 0);
+        assert_eq!(s.input_limits().retention, s.retention.limits());
+        for (toml, key) in [
+            ("[retention]\nmax_age_days = 0\n", "retention.max_age_days"),
+            (
+                "[retention]\nmax_age_days = 36501\n",
+                "retention.max_age_days",
+            ),
+            (
+                "[retention]\nmax_logs_per_task = 0\n",
+                "retention.max_logs_per_task",
+            ),
+            ("[retention]\nbatch_size = 0\n", "retention.batch_size"),
+            ("[retention]\ninterval_ms = 0\n", "retention.interval_ms"),
+            ("[retention]\nmax_age = 3\n", "max_age"),
+        ] {
+            let err = Settings::from_toml(toml).unwrap_err();
+            assert!(err.to_string().contains(key), "{toml}: {err}");
+        }
+        let custom = Settings::from_toml("[retention]\nmax_age_days = 7\nfinished_task_days = 2\n")
+            .expect("a retention section");
+        assert_eq!(custom.input_limits().retention.max_age_days, 7);
+        assert_eq!(custom.retention.finished_task_days, 2);
     }
 
     #[test]

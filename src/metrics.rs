@@ -115,6 +115,11 @@ pub fn install() -> Option<PrometheusHandle> {
                     }
                     counter!("tickwheel_retries_scheduled_total").increment(0);
                     counter!("tickwheel_manual_runs_total").increment(0);
+                    for reason in ["age", "count", "finished_task"] {
+                        counter!("tickwheel_retention_pruned_rows_total", "reason" => reason)
+                            .increment(0);
+                    }
+                    counter!("tickwheel_retention_finished_tasks_deleted_total").increment(0);
                     Some(h)
                 }
                 Err(e) => {
@@ -287,4 +292,30 @@ pub fn partitions_claimed(n: usize) {
 /// queue in Redis) or `scan` (the database).
 pub fn partition_loads(source: &'static str, n: usize) {
     counter!("tickwheel_partition_loads_total", "source" => source).increment(n as u64);
+}
+
+/// Execution log rows the history-retention pruner deleted, by reason (`age`, `count`,
+/// `finished_task`).
+pub fn retention_pruned(reason: &'static str, rows: u64) {
+    if rows > 0 {
+        counter!("tickwheel_retention_pruned_rows_total", "reason" => reason).increment(rows);
+    }
+}
+
+/// How long one of the pruner's delete statements took (the time it may hold SQLite's write
+/// lock).
+pub fn retention_delete(seconds: f64) {
+    histogram!("tickwheel_retention_delete_seconds").record(seconds);
+}
+
+/// Finished tasks the pruner deleted (after their logs).
+pub fn retention_finished_tasks_deleted(n: u64) {
+    if n > 0 {
+        counter!("tickwheel_retention_finished_tasks_deleted_total").increment(n);
+    }
+}
+
+/// When the oldest execution log row kept was created, in seconds since the epoch.
+pub fn retention_oldest_log(created_at_ms: i64) {
+    gauge!("tickwheel_retention_oldest_log_timestamp_seconds").set(created_at_ms as f64 / 1000.0);
 }

@@ -16,6 +16,7 @@ use crate::actors::dispatch::{Dispatcher, HttpWorker, WorkerSettings};
 use crate::actors::fence::ClusterFence;
 use crate::actors::outbox::Outbox;
 use crate::actors::persistence::{Fence, Flush, Persist, PersistenceActor};
+use crate::actors::pruner::Pruner;
 use crate::actors::registry::{AwaitHandOver, DrainAll, Recover, RegistryCluster, TaskRegistry};
 use crate::actors::task::{CatchUpPacer, TaskDeps};
 use crate::actors::wheel::{TimingWheel, WheelOp, WheelOps};
@@ -224,6 +225,14 @@ impl Application {
                 }
             })
         };
+        // History retention, on an arbiter of its own (README, "History retention").
+        if settings.retention.enabled {
+            let store = store.clone();
+            let retention = settings.retention.clone();
+            Pruner::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+                Pruner::new(store, retention)
+            });
+        }
         // Each arbiter is a thread of its own that runs until the system stops; dropping the
         // `Arbiter` value only detaches it.
         let wheel = TimingWheel::start_in_arbiter(&Arbiter::new().handle(), |_| TimingWheel::new());
@@ -347,7 +356,7 @@ impl Application {
             registry: registry.clone(),
             jwt_secret: settings.auth.jwt_secret.clone(),
             max_body_bytes: settings.server.max_body_bytes,
-            input_limits: settings.limits.input(),
+            input_limits: settings.input_limits(),
             quotas: crate::quota::Quotas::new(&settings.limits, settings.cluster.enabled),
             allow_private_targets: h.allow_private_targets,
             ready: ready.clone(),

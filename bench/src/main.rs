@@ -13,6 +13,7 @@
 //! cargo run --release -p tickwheel-bench -- --quick    # small sizes, under a minute
 //! cargo run --release -p tickwheel-bench -- aligned peer
 //! cargo run --release -p tickwheel-bench -- precision --tasks 2000 --period 1 --duration 10 --shape spread
+//! cargo run --release -p tickwheel-bench -- retention --retention-rows 10000000 --retention-backends sqlite
 //! ```
 
 mod api;
@@ -46,6 +47,14 @@ pub enum Scenario {
     Peer,
     /// One precision run with --tasks, --period, --duration and --shape.
     Precision,
+    /// Lateness p99 with and without pruning --retention-rows old log rows (SQLite, MariaDB).
+    Retention,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    Sqlite,
+    Mariadb,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -84,6 +93,12 @@ pub struct Args {
     /// `memory`: the task counts to measure at (default 100,000 and 1,000,000).
     #[arg(long, value_delimiter = ',')]
     pub memory_sizes: Vec<usize>,
+    /// `retention`: old log rows to seed and prune.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub retention_rows: u64,
+    /// `retention`: the backends to run on (default both).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub retention_backends: Vec<BackendArg>,
     /// `precision`: the shape of the phases.
     #[arg(long, value_enum, default_value_t = Shape::Aligned)]
     pub shape: Shape,

@@ -13,6 +13,9 @@ use crate::sink::{now_us, Sink};
 use crate::stats::{self, Expectation, Precision};
 use crate::{plot, Args, Scenario, Shape};
 
+#[path = "retention.rs"]
+mod retention;
+
 /// One line of the summary table.
 struct Row {
     figure: String,
@@ -179,6 +182,9 @@ pub async fn run_all(args: &Args, bins: &Binaries) -> anyhow::Result<()> {
             Scenario::Memory => memory(&mut report, args, bins).await?,
             Scenario::Api => api(&mut report, args, bins).await?,
             Scenario::Recovery => recovery(&mut report, args, bins, &sink).await?,
+            Scenario::Retention => {
+                retention::retention(&mut report, args, bins, &sink).await?;
+            }
         }
     }
     let doc = json!({

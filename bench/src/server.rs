@@ -126,8 +126,18 @@ impl Drop for Data {
 }
 
 fn mariadb(sql: &str) -> anyhow::Result<()> {
+    mariadb_in(None, sql).map(|_| ())
+}
+
+/// Runs `sql` with the `mariadb` client (in database `db`); returns its standard output.
+fn mariadb_in(db: Option<&str>, sql: &str) -> anyhow::Result<String> {
+    let mut args = vec!["-h", "127.0.0.1", "-P", "3306", "-u", "root", "-N", "-B"];
+    if let Some(db) = db {
+        args.push(db);
+    }
+    args.extend(["-e", sql]);
     let out = Command::new("mariadb")
-        .args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "-e", sql])
+        .args(&args)
         .output()
         .context("running the mariadb client (is MariaDB installed and running?)")?;
     if !out.status.success() {
@@ -136,7 +146,50 @@ fn mariadb(sql: &str) -> anyhow::Result<()> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl Data {
+    /// Runs `sql` on this run's database (the `sqlite3` or `mariadb` command-line client);
+    /// returns what it printed.
+    pub fn sql(&self, sql: &str) -> anyhow::Result<String> {
+        match &self.mariadb_name {
+            Some(name) => mariadb_in(Some(name), sql),
+            None => {
+                let file = self.dir.path().join("tickwheel.db");
+                let out = Command::new("sqlite3")
+                    .arg(&file)
+                    .arg(sql)
+                    .output()
+                    .context("running the sqlite3 client (is it installed?)")?;
+                if !out.status.success() {
+                    bail!("sqlite3: {}", String::from_utf8_lossy(&out.stderr).trim());
+                }
+                Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            }
+        }
+    }
+
+    pub fn is_mariadb(&self) -> bool {
+        self.mariadb_name.is_some()
+    }
+
+    /// `tickwheel migrate` on this database.
+    pub fn migrate(&self, bin: &Binaries) -> anyhow::Result<()> {
+        let out = Command::new(&bin.tickwheel)
+            .current_dir(self.dir.path())
+            .envs(base_env(self, 0).iter().map(|(k, v)| (*k, v.as_str())))
+            .arg("migrate")
+            .output()
+            .context("running tickwheel migrate")?;
+        if !out.status.success() {
+            bail!(
+                "tickwheel migrate: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
 }
 
 /// One running `tickwheel serve`.
@@ -155,10 +208,31 @@ impl Server {
         Ok(server)
     }
 
+    /// Starts the binary with `extra` environment settings and waits until it is ready.
+    pub async fn start_with(
+        bin: &Binaries,
+        data: &Data,
+        extra: &[(&'static str, String)],
+    ) -> anyhow::Result<Self> {
+        let server = Self::spawn_with(bin, data, extra)?;
+        server.wait_ready(Duration::from_secs(300)).await?;
+        Ok(server)
+    }
+
     /// Starts the binary without waiting.
     pub fn spawn(bin: &Binaries, data: &Data) -> anyhow::Result<Self> {
+        Self::spawn_with(bin, data, &[])
+    }
+
+    /// Starts the binary with `extra` environment settings, without waiting.
+    pub fn spawn_with(
+        bin: &Binaries,
+        data: &Data,
+        extra: &[(&'static str, String)],
+    ) -> anyhow::Result<Self> {
         let port = free_port()?;
-        let env = base_env(data, port);
+        let mut env = base_env(data, port);
+        env.extend(extra.iter().cloned());
         // The binary in the data directory with the environment (the bench's own environment
         // is inherited too, so `TICKWHEEL__…` settings can be tried from outside).
         let command = || {

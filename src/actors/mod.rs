@@ -2,7 +2,7 @@
 //! rules they carry out live in the domain (`crate::domain::run` for a task's run,
 //! `crate::wheel` for the timing wheel), so the actors hold state and move messages.
 //!
-//! Six actors, one of them outside this module:
+//! Seven actors, one of them outside this module:
 //!
 //! - [`registry::TaskRegistry`] owns `task_id → Addr<TaskActor>` for the tasks this node runs.
 //!   The task service (`crate::service`) tells it of created, redefined and withdrawn tasks; at
@@ -29,6 +29,10 @@
 //! - [`persistence::PersistenceActor`] is the only writer: it group-commits execution logs,
 //!   schedule advances and state changes, and answers the API's writes once committed. In
 //!   cluster mode it drops the writes of partitions another node has claimed (fencing).
+//! - [`pruner::Pruner`], on its own arbiter, enforces history retention: it deletes expired
+//!   execution logs and finished tasks straight through the pool, one bounded statement at a
+//!   time with a pause after each. No other actor sends it anything, and the rows it deletes
+//!   are ones no other writer touches (old logs, long-finished tasks).
 //! - The **Membership** actor (`crate::cluster::membership`, cluster mode only) holds the
 //!   ZooKeeper session and the member list, and tells the registry which partitions the node
 //!   owns by sending it [`registry::Owned`] through a `Recipient`.
@@ -42,6 +46,7 @@ pub mod dispatch;
 pub mod fence;
 pub mod outbox;
 pub mod persistence;
+pub mod pruner;
 pub mod registry;
 pub mod task;
 pub mod wheel;

@@ -16,7 +16,7 @@ use utoipa::{Modify, OpenApi};
 use super::error::ErrorCode;
 use super::requests::{
     CreateTaskRequest, HttpMethod, LogOutcome, MisfirePolicy, PatchTaskRequest, PreviewRequest,
-    RetryPolicy, StopCondition, TaskStatus, TaskType,
+    RetentionPolicy, RetryPolicy, StopCondition, TaskStatus, TaskType,
 };
 use super::views::{
     ClusterMember, ClusterView, CreateTaskResponse, DryRunRequest, DryRunResponse, DryRunWarning,
@@ -88,6 +88,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         ErrorCode,
         StopCondition,
         RetryPolicy,
+        RetentionPolicy,
         TaskType,
         TaskStatus,
         MisfirePolicy,

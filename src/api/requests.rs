@@ -117,6 +117,19 @@ pub struct RetryPolicy {
     pub backoff_ms: Option<u64>,
 }
 
+/// A task's own history limits, each at least 1 and at most the configured global limit
+/// (`retention.max_age_days`, `retention.max_logs_per_task`); an absent key falls back to it.
+#[derive(ToSchema)]
+#[schema(example = json!({"max_age_days": 7, "max_logs": 100}))]
+pub struct RetentionPolicy {
+    /// Execution log rows older than this many days are deleted.
+    #[schema(minimum = 1)]
+    pub max_age_days: Option<u32>,
+    /// Beyond this many execution log rows, the oldest are deleted.
+    #[schema(minimum = 1)]
+    pub max_logs: Option<u64>,
+}
+
 /// A new task. Fields that do not belong to its `type` are ignored.
 #[derive(ToSchema)]
 #[schema(example = json!({
@@ -165,11 +178,12 @@ pub struct CreateTaskRequest {
     pub retry: Option<RetryPolicy>,
     /// Default `fire_once`. A `once` task that was missed fires as soon as it can either way.
     pub misfire_policy: Option<MisfirePolicy>,
+    pub retention: Option<RetentionPolicy>,
 }
 
 /// The fields to change (at least one). `null` resets `method` (to POST), `headers`, `body`,
-/// `timezone` (to UTC), `stop_condition`, `retry` and `misfire_policy` (to `fire_once`). Any
-/// other key is refused with 400.
+/// `timezone` (to UTC), `stop_condition`, `retry`, `misfire_policy` (to `fire_once`) and
+/// `retention`. Any other key is refused with 400.
 #[derive(ToSchema)]
 #[schema(min_properties = 1, example = json!({"interval_seconds": 60}))]
 pub struct PatchTaskRequest {
@@ -191,6 +205,7 @@ pub struct PatchTaskRequest {
     pub stop_condition: Option<StopCondition>,
     pub retry: Option<RetryPolicy>,
     pub misfire_policy: Option<MisfirePolicy>,
+    pub retention: Option<RetentionPolicy>,
 }
 
 /// The schedule fields of a task, validated as create validates them (fields that do not

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::error::ErrorCode;
 use super::requests::{
-    HttpMethod, MisfirePolicy, RetryPolicy, StopCondition, TaskStatus, TaskType,
+    HttpMethod, MisfirePolicy, RetentionPolicy, RetryPolicy, StopCondition, TaskStatus, TaskType,
 };
 use crate::cluster::membership;
 use crate::time::to_rfc3339;
@@ -117,6 +117,9 @@ pub struct TaskView {
     /// fire stood in for (all but the one it was fired for); with `skip`, every one. Slots
     /// that fell inside a pause are not counted.
     pub missed_slots: i64,
+    /// The task's own history limits, `null` when it uses the global ones.
+    #[schema(value_type = Option<RetentionPolicy>, required = true)]
+    pub retention: Option<Value>,
     /// Executions so far (one scheduled fire with its retries).
     pub execution_count: i64,
     pub consecutive_failures: i64,
@@ -170,6 +173,7 @@ impl TaskView {
                 .clone()
                 .unwrap_or_else(|| "fire_once".to_owned()),
             missed_slots: m.missed_slots,
+            retention: stored_json(&m.retention),
             execution_count: m.execution_count,
             consecutive_failures: m.consecutive_failures,
             last_execution: last.map(LastExecution::from),

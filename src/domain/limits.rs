@@ -23,6 +23,8 @@
 //! A whole task row also has to fit one MySQL packet (`max_allowed_packet`, 16 MiB by default
 //! on MariaDB): the caps on body, headers, stop condition and URL add up to about 13.1 MiB.
 
+use super::retention::RetentionLimits;
+
 /// MySQL/MariaDB `TEXT` and `BLOB`: 2^16 - 1 bytes.
 pub const TEXT_BYTES: usize = 65_535;
 /// MySQL/MariaDB `MEDIUMTEXT` and `MEDIUMBLOB`: 2^24 - 1 bytes.
@@ -57,6 +59,9 @@ pub struct InputLimits {
     pub max_cron_expression_bytes: usize,
     /// `stop_condition` as compact JSON, in bytes.
     pub max_stop_condition_bytes: usize,
+    /// The global `[retention]` limits a task's own `retention` may not exceed (checked by
+    /// the configuration itself, under its own section).
+    pub retention: RetentionLimits,
 }
 
 impl InputLimits {
@@ -68,6 +73,7 @@ impl InputLimits {
         max_header_value_bytes: 8192,
         max_cron_expression_bytes: CRON_EXPRESSION_CHARS as usize,
         max_stop_condition_bytes: 64 * 1024,
+        retention: RetentionLimits::DEFAULT,
     };
 
     /// The most each key may be set to: what its column (or, for headers, its share of the
@@ -79,6 +85,7 @@ impl InputLimits {
         max_header_value_bytes: TEXT_BYTES,
         max_cron_expression_bytes: CRON_EXPRESSION_CHARS as usize,
         max_stop_condition_bytes: 1024 * 1024,
+        retention: RetentionLimits::MAX,
     };
 
     /// The largest encrypted header list these limits allow: the JSON `[["name","value"],…]`

@@ -30,6 +30,7 @@ pub mod error;
 pub mod limits;
 pub mod partition;
 pub mod preview;
+pub mod retention;
 pub mod run;
 pub mod schedule;
 pub mod stop;

@@ -7,6 +7,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::retention::Retention;
 use super::stop::StopCondition;
 use super::{Schedule, ScheduleError};
 
@@ -219,6 +220,8 @@ pub struct TaskSpec {
     pub stop_condition: StopCondition,
     pub retry: RetryOverride,
     pub misfire_policy: MisfirePolicy,
+    /// The task's own history limits (at most the global ones).
+    pub retention: Retention,
 }
 
 /// Spread of the backoff jitter: each wait is within ±20 % of its nominal value.
@@ -385,6 +388,7 @@ mod tests {
             stop_condition: StopCondition::default(),
             retry: RetryOverride::default(),
             misfire_policy: MisfirePolicy::default(),
+            retention: Default::default(),
         }
     }
 

@@ -189,6 +189,11 @@ impl Store {
                 serde_json::from_str(r).map_err(|e| corrupt(format!("retry: {e}")))?;
             obj.insert("retry".into(), r);
         }
+        if let Some(r) = &m.retention {
+            let r: serde_json::Value =
+                serde_json::from_str(r).map_err(|e| corrupt(format!("retention: {e}")))?;
+            obj.insert("retention".into(), r);
+        }
         let mut spec = parse_create_within(&v, &InputLimits::MAX)
             .map_err(|e: FieldError| corrupt(e.to_string()))?;
         // Header order and case as the user wrote them.
@@ -277,7 +282,7 @@ impl Store {
             updated_at: state.updated_at,
             misfire_policy: Some(spec.misfire_policy.as_str().to_owned()),
             missed_slots: state.missed_slots,
-            retention: None,
+            retention: spec.retention.to_stored(),
         })
     }
 }

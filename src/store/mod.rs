@@ -8,6 +8,8 @@
 //! - `search`: the filtered history and task list, and a user's tasks per status.
 //! - `codec`: rows to domain types and back ([`ActiveTask`], [`RowState`], header sealing).
 //! - `writes`: [`Write`] and how it is applied, batched advances and logs, partition claims.
+//! - `prune`: history retention's bounded selects and deletes (used by `actors::pruner`, which
+//!   writes beside the persistence actor: its deletes touch only expired rows).
 
 use std::sync::Arc;
 
@@ -18,12 +20,14 @@ use crate::domain::TaskStatus;
 
 mod codec;
 mod connection;
+mod prune;
 mod reads;
 mod search;
 mod writes;
 
 pub use codec::{ActiveTask, RowState, ScheduleRow};
 pub use connection::{connect, connect_with, migrate, sealed_sample, sqlite_file};
+pub use prune::{FinishedTask, PruneTask};
 pub use reads::tasks_page_query;
 pub use search::{
     contains_pattern, logs_count_query, logs_page_query, user_status_counts_query,

@@ -166,6 +166,7 @@ pub async fn apply_write<C: ConnectionTrait>(db: &C, w: &Write) -> Result<u64, D
                     tasks::Column::MisfirePolicy,
                     Expr::value(m.misfire_policy.clone()),
                 )
+                .col_expr(tasks::Column::Retention, Expr::value(m.retention.clone()))
                 .col_expr(tasks::Column::NextRunTime, Expr::value(m.next_run_time))
                 .col_expr(tasks::Column::Version, Expr::value(expected_version + 1))
                 .col_expr(tasks::Column::UpdatedAt, Expr::value(m.updated_at))

@@ -27,6 +27,7 @@ mod quartz;
 mod query_plans;
 mod quotas;
 mod recovery;
+mod retention;
 mod run_now;
 mod search;
 mod shutdown;

@@ -317,6 +317,10 @@ impl Setup {
         Setup { db, dir, config }
     }
 
+    pub(crate) fn db_url(&self) -> &str {
+        &self.db.url
+    }
+
     pub(crate) fn key_file(&self) -> PathBuf {
         self.dir.path().join("master.key")
     }

@@ -17,6 +17,7 @@ use super::cron::CronSchedule;
 use super::error::shorten;
 pub use super::error::FieldError;
 pub use super::limits::InputLimits;
+use super::retention::{parse_retention, Retention};
 use super::stop::StopCondition;
 use super::task::{Method, MisfirePolicy, RetryOverride, TaskSpec, TaskType};
 use fields::{
@@ -27,7 +28,7 @@ use fields::{
 pub use fields::{MAX_BACKOFF_MS, MAX_INTERVAL_SECONDS, MAX_RETRIES};
 
 /// The fields PATCH may change.
-const PATCHABLE: [&str; 11] = [
+const PATCHABLE: [&str; 12] = [
     "http_endpoint",
     "method",
     "headers",
@@ -39,6 +40,7 @@ const PATCHABLE: [&str; 11] = [
     "stop_condition",
     "retry",
     "misfire_policy",
+    "retention",
 ];
 
 /// Task fields that exist but PATCH may not change.
@@ -88,6 +90,7 @@ pub fn parse_create_within(v: &Value, limits: &InputLimits) -> Result<TaskSpec, 
     let stop_condition = parse_stop_condition(field("stop_condition"), limits)?;
     let retry = parse_retry(field("retry"))?;
     let misfire_policy = parse_misfire_policy(field("misfire_policy"))?;
+    let retention = parse_retention(field("retention"), limits.retention)?;
 
     Ok(TaskSpec {
         user_id,
@@ -103,6 +106,7 @@ pub fn parse_create_within(v: &Value, limits: &InputLimits) -> Result<TaskSpec, 
         stop_condition,
         retry,
         misfire_policy,
+        retention,
     })
 }
 
@@ -184,6 +188,8 @@ pub struct TaskPatch {
     pub stop_condition: Option<StopCondition>,
     pub retry: Option<RetryOverride>,
     pub misfire_policy: Option<MisfirePolicy>,
+    /// `Some(Retention::default())` (from `null`) goes back to the global limits.
+    pub retention: Option<Retention>,
 }
 
 impl TaskPatch {
@@ -257,6 +263,9 @@ pub fn parse_patch_within(v: &Value, limits: &InputLimits) -> Result<TaskPatch, 
     if let Some(v) = object.get("misfire_policy") {
         patch.misfire_policy = Some(parse_misfire_policy(v)?);
     }
+    if let Some(v) = object.get("retention") {
+        patch.retention = Some(parse_retention(v, limits.retention)?);
+    }
     Ok(patch)
 }
 
@@ -318,6 +327,9 @@ pub fn apply_patch(spec: &TaskSpec, patch: TaskPatch) -> Result<TaskSpec, FieldE
     }
     if let Some(policy) = patch.misfire_policy {
         next.misfire_policy = policy;
+    }
+    if let Some(retention) = patch.retention {
+        next.retention = retention;
     }
 
     match kind {
