@@ -203,13 +203,14 @@ fn seed(data: &Data, rows: u64) -> anyhow::Result<()> {
         values.join(",")
     ))?;
     let mut have = first;
-    let mut round = 0;
     while have < rows {
         let take = have.min(rows - have);
+        // `scheduled_time + have` is new and unique in every round, so the id stays short
+        // (MariaDB holds `log_id` to its column's length).
         let id = if data.is_mariadb() {
-            format!("CONCAT(log_id, '.{round}')")
+            format!("CONCAT('seed-', scheduled_time + {have})")
         } else {
-            format!("log_id || '.{round}'")
+            format!("'seed-' || (scheduled_time + {have})")
         };
         // Shifted by `have` ms: new (task, scheduled time) pairs, still far past 30 days.
         data.sql(&format!(
@@ -219,7 +220,6 @@ fn seed(data: &Data, rows: u64) -> anyhow::Result<()> {
              WHERE scheduled_time < {have} AND task_id LIKE 'bench-old-%' LIMIT {take}"
         ))?;
         have += take;
-        round += 1;
     }
     Ok(())
 }
