@@ -36,6 +36,8 @@ use crate::time::now_ms;
 #[derive(Debug)]
 pub struct OutboundRequest {
     pub task_id: Uuid,
+    /// The task's user: whose signing keys sign the call.
+    pub user_id: i64,
     /// The JSON body, serialised once; `None` for GET.
     pub body: Option<Bytes>,
     /// The destination's token bucket (`host:port`), shared with every task calling it.

@@ -46,6 +46,7 @@ pub(super) fn outbound(task: &mut ActiveTask, dispatcher: &Dispatcher) -> Arc<Ou
     let body = spec.body.take();
     Arc::new(OutboundRequest {
         task_id,
+        user_id: spec.user_id,
         body: body
             .filter(|_| spec.method.allows_body())
             .map(|b| Bytes::from(b.to_string())),
