@@ -19,6 +19,8 @@
 //! - [`auth`]: bearer tokens (issue, verify, who may act for whom).
 //! - [`net`]: outbound address safety and the HTTP client that fires tasks.
 //! - [`crypto`]: secrets at rest (AES-256-GCM header values, the key file).
+//! - [`signing`]: users' signing keys in memory and the Standard Webhooks signature every
+//!   outbound call carries.
 //! - [`metrics`]: metric names and recording; [`telemetry`]: logging.
 //! - [`config`]: layered configuration (defaults, TOML, environment).
 //! - [`healthcheck`]: the dependency-free probe behind `tickwheel healthcheck`.
@@ -39,6 +41,7 @@ pub mod metrics;
 pub mod net;
 pub mod quota;
 pub mod service;
+pub mod signing;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -226,6 +226,21 @@ pub fn fire(outcome: &'static str) {
     });
 }
 
+/// One outbound call and how many signatures it carries (`webhook-signature` entries: one
+/// per active key of its user; 0 when the user has none), as
+/// `tickwheel_outbound_calls_total{signatures}`.
+pub fn signatures(header: Option<&str>) {
+    thread_local! {
+        static CALLS: [Counter; 3] = [
+            counter!("tickwheel_outbound_calls_total", "signatures" => "0"),
+            counter!("tickwheel_outbound_calls_total", "signatures" => "1"),
+            counter!("tickwheel_outbound_calls_total", "signatures" => "2"),
+        ];
+    }
+    let n = header.map_or(0, |h| h.split(' ').count()).min(2);
+    CALLS.with(|c| c[n].increment(1));
+}
+
 /// How late a first attempt left, in seconds after its scheduled time.
 pub fn lateness(seconds: f64) {
     thread_local! {

@@ -28,6 +28,7 @@ use crate::cluster::{Lease, TaskCluster};
 use crate::config::{Settings, DEFAULT_JWT_SECRET};
 use crate::crypto::Cipher;
 use crate::metrics::ActorKind;
+use crate::signing::KeyRing;
 use crate::store::{self, Store};
 
 /// Installs the ring crypto provider for rustls once per process (sqlx and awc both use
@@ -58,6 +59,8 @@ struct Identity {
 /// `std::net::TcpListener::bind` asks for 128: a burst of clients beyond that had their
 /// connection attempts dropped and retried a second later. 1024 is actix-web's own default
 /// (the kernel caps it at `net.core.somaxconn`).
+/// Cluster mode: how often a node checks for signing keys changed through another node.
+const KEY_CHANGES_EVERY: Duration = Duration::from_secs(1);
 const LISTEN_BACKLOG: i32 = 1024;
 
 /// A listening socket on the first address `bind` resolves to that can be bound, with a
@@ -169,6 +172,29 @@ impl Application {
         .await
         .with_context(|| "while connecting to database.url")?;
         let store = Store::new(db.clone(), cipher);
+        // Loaded before any task fires, so the first call after a restart is signed too.
+        let keys = KeyRing::new();
+        keys.replace_all(
+            store
+                .signing_secrets(None)
+                .await
+                .with_context(|| "while loading the signing keys")?,
+        );
+        if settings.cluster.enabled {
+            // Keys created or revoked through another node: seen within a second.
+            let (a, b) = (store.clone(), store.clone());
+            keys.follow(
+                KEY_CHANGES_EVERY,
+                move || {
+                    let s = a.clone();
+                    async move { s.signing_keys_fingerprint().await }
+                },
+                move || {
+                    let s = b.clone();
+                    async move { s.signing_secrets(None).await }
+                },
+            );
+        }
         let metrics_handle = if settings.metrics.enabled {
             crate::metrics::install()
         } else {
@@ -247,6 +273,7 @@ impl Application {
                 connect_timeout: Duration::from_millis(h.connect_timeout_ms),
                 request_timeout: Duration::from_millis(h.request_timeout_ms),
                 max_response_bytes: h.max_response_bytes,
+                keys: keys.clone(),
             };
             let worker = HttpWorker::start_in_arbiter(&Arbiter::new().handle(), move |_| {
                 HttpWorker::new(ws)
@@ -368,6 +395,7 @@ impl Application {
                 }),
                 _ => None,
             },
+            keys: keys.clone(),
             partitions: cs.partitions,
             node_id: identity
                 .as_ref()

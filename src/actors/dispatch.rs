@@ -30,6 +30,7 @@ use uuid::Uuid;
 
 use crate::domain::{Method, StopCondition};
 use crate::metrics::{self, ActorKind};
+use crate::signing::KeyRing;
 use crate::time::now_ms;
 
 /// What to send for one task; shared by every attempt of every execution.
@@ -142,6 +143,8 @@ pub struct WorkerSettings {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub max_response_bytes: usize,
+    /// Every user's signing keys: each call carries one signature per active key of its user.
+    pub keys: Arc<KeyRing>,
 }
 
 pub struct HttpWorker {
@@ -181,6 +184,7 @@ impl Handler<Execute> for HttpWorker {
         let client = self.client.clone();
         let timeout = self.settings.request_timeout;
         let max = self.settings.max_response_bytes;
+        let keys = self.settings.keys.clone();
         Box::pin(async move {
             let sent_at_ms = now_ms();
             if msg.attempt == 1 {
@@ -195,7 +199,7 @@ impl Handler<Execute> for HttpWorker {
                     result: Err(ExecError::Unavailable("worker not started".into())),
                 };
             };
-            let call = send(&client, &msg, max, timeout);
+            let call = send(&client, &keys, &msg, max, timeout);
             let mut result = tokio::select! {
                 biased;
                 _ = msg.cancel.cancelled() => Err(ExecError::Cancelled),
@@ -227,6 +231,7 @@ impl Handler<Execute> for HttpWorker {
 
 async fn send(
     client: &awc::Client,
+    keys: &KeyRing,
     msg: &Execute,
     max_body: usize,
     timeout: Duration,
@@ -258,12 +263,20 @@ async fn send(
             headers.insert(HeaderName::from_static("x-tickwheel-task-id"), v);
         }
         let _ = write!(id, ":{}", msg.scheduled_ms);
+        let timestamp = now_ms() / 1000;
+        // Signed over exactly what is sent: the id and timestamp headers and the body bytes.
+        let body: &[u8] = r.body.as_deref().unwrap_or_default();
+        let signature = keys.sign(r.user_id, &id, timestamp, body);
+        metrics::signatures(signature.as_deref());
+        if let Some(v) = signature.and_then(|s| HeaderValue::try_from(s).ok()) {
+            headers.insert(HeaderName::from_static("webhook-signature"), v);
+        }
         if let Ok(v) = HeaderValue::try_from(id) {
             headers.insert(HeaderName::from_static("webhook-id"), v);
         }
         headers.insert(
             HeaderName::from_static("webhook-timestamp"),
-            HeaderValue::from(now_ms() / 1000),
+            HeaderValue::from(timestamp),
         );
     }
     let sent = match &r.body {

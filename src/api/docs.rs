@@ -21,8 +21,8 @@ use super::requests::{
 use super::views::{
     ClusterMember, ClusterView, CreateTaskResponse, DryRunRequest, DryRunResponse, DryRunWarning,
     ErrorBody, LastExecution, LogEntry, LogsResponse, MessageResponse, PreviewResponse,
-    PreviewTime, ProbeStatus, RunNowResponse, RunningCount, StatusCounts, TaskList, TaskSummary,
-    TaskView,
+    PreviewTime, ProbeStatus, RunNowResponse, RunningCount, SigningKeyCreated, SigningKeyList,
+    SigningKeyView, StatusCounts, TaskList, TaskSummary, TaskView,
 };
 
 /// The name of the bearer security scheme, as `#[utoipa::path(security(...))]` refers to it.
@@ -62,6 +62,9 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         super::schedules::task_preview,
         super::users::list,
         super::users::running_count,
+        super::keys::create,
+        super::keys::list,
+        super::keys::revoke,
         super::health::healthz,
         super::health::readyz,
         super::cluster::view,
@@ -100,12 +103,16 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         DryRunRequest,
         DryRunResponse,
         DryRunWarning,
+        SigningKeyCreated,
+        SigningKeyView,
+        SigningKeyList,
     )),
     modifiers(&BearerSecurity),
     tags(
         (name = "tasks", description = "Create, view, change, cancel and delete tasks; their execution history"),
         (name = "schedules", description = "When a schedule or a task fires next, with daylight-saving notes"),
         (name = "users", description = "A user's tasks"),
+        (name = "signing keys", description = "Keys that sign every outbound call (Standard Webhooks `webhook-signature`)"),
         (name = "cluster", description = "Cluster membership and partition ownership (admin)"),
         (name = "probes", description = "Liveness and readiness (no token)"),
         (name = "docs", description = "This document (no token)"),

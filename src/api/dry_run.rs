@@ -49,7 +49,7 @@ pub async fn answer(state: &AppState, spec: TaskSpec) -> Result<HttpResponse, Ap
     .await?;
     Ok(HttpResponse::Ok().json(DryRunResponse {
         status: "success",
-        request: request_of(&spec),
+        request: request_of(&spec, state.keys.count(spec.user_id)),
         next_run_times: checked.next_run_times.into_iter().map(to_rfc3339).collect(),
         warnings: checked
             .warnings
@@ -64,8 +64,9 @@ pub async fn answer(state: &AppState, spec: TaskSpec) -> Result<HttpResponse, Ap
 
 /// The request as the dispatcher would send it: the task's headers (values redacted), then
 /// tickwheel's, which replace a task header of the same name — except `User-Agent`, which a
-/// task may set for itself.
-fn request_of(spec: &TaskSpec) -> DryRunRequest {
+/// task may set for itself. `signing_keys` is how many keys the user has: each adds a
+/// signature to `webhook-signature`.
+fn request_of(spec: &TaskSpec, signing_keys: usize) -> DryRunRequest {
     let body = spec.body.clone().filter(|_| spec.method.allows_body());
     let mut ours: Vec<(&str, String)> = vec![
         ("Accept-Encoding", "identity".into()),
@@ -82,6 +83,16 @@ fn request_of(spec: &TaskSpec) -> DryRunRequest {
             "<epoch seconds of each attempt>".into(),
         ),
     ];
+    if signing_keys > 0 {
+        ours.push((
+            "webhook-signature",
+            vec![
+                "v1,<base64 HMAC-SHA256 of \"<webhook-id>.<webhook-timestamp>.<body>\">";
+                signing_keys
+            ]
+            .join(" "),
+        ));
+    }
     if body.is_some() {
         ours.push(("Content-Type", "application/json".into()));
     }

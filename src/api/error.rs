@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 
 use super::views::ErrorBody;
 use crate::domain::FieldError;
+use crate::service::keys::KeyError;
 use crate::service::tasks::TaskError;
 use crate::store::StoreError;
 
@@ -36,6 +37,8 @@ pub enum ErrorCode {
     TaskNotFound,
     /// 404: no such route.
     RouteNotFound,
+    /// 404: no such signing key for this user.
+    KeyNotFound,
     /// 405: the route exists, the method does not.
     MethodNotAllowed,
     /// 409: `If-Match` names a version the task is no longer at, or concurrent changes kept
@@ -45,6 +48,8 @@ pub enum ErrorCode {
     InvalidState,
     /// 409: run now while an execution of the task (scheduled or manual) is in flight.
     ExecutionInFlight,
+    /// 409: the user already has two active signing keys; revoke one first.
+    KeyLimitReached,
     /// 413: the body is larger than `server.max_body_bytes`.
     PayloadTooLarge,
     /// 415: the body is not declared `application/json`.
@@ -59,7 +64,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the table.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::InvalidInput,
         ErrorCode::InvalidJson,
         ErrorCode::Unauthorized,
@@ -67,10 +72,12 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::TaskNotFound,
         ErrorCode::RouteNotFound,
+        ErrorCode::KeyNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::VersionMismatch,
         ErrorCode::InvalidState,
         ErrorCode::ExecutionInFlight,
+        ErrorCode::KeyLimitReached,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::QuotaExceeded,
@@ -84,11 +91,14 @@ impl ErrorCode {
             ErrorCode::InvalidInput | ErrorCode::InvalidJson => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized | ErrorCode::TokenExpired => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-            ErrorCode::TaskNotFound | ErrorCode::RouteNotFound => StatusCode::NOT_FOUND,
-            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::VersionMismatch | ErrorCode::InvalidState | ErrorCode::ExecutionInFlight => {
-                StatusCode::CONFLICT
+            ErrorCode::TaskNotFound | ErrorCode::RouteNotFound | ErrorCode::KeyNotFound => {
+                StatusCode::NOT_FOUND
             }
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::VersionMismatch
+            | ErrorCode::InvalidState
+            | ErrorCode::ExecutionInFlight
+            | ErrorCode::KeyLimitReached => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
@@ -115,6 +125,8 @@ pub enum ApiError {
     #[error("{0}")]
     RouteNotFound(String),
     #[error("{0}")]
+    KeyNotFound(String),
+    #[error("{0}")]
     MethodNotAllowed(String),
     #[error("{0}")]
     VersionMismatch(String),
@@ -122,6 +134,8 @@ pub enum ApiError {
     InvalidState(String),
     #[error("{0}")]
     ExecutionInFlight(String),
+    #[error("{0}")]
+    KeyLimitReached(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -146,10 +160,12 @@ impl ApiError {
             ApiError::Forbidden(_) => ErrorCode::Forbidden,
             ApiError::TaskNotFound => ErrorCode::TaskNotFound,
             ApiError::RouteNotFound(_) => ErrorCode::RouteNotFound,
+            ApiError::KeyNotFound(_) => ErrorCode::KeyNotFound,
             ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
             ApiError::VersionMismatch(_) => ErrorCode::VersionMismatch,
             ApiError::InvalidState(_) => ErrorCode::InvalidState,
             ApiError::ExecutionInFlight(_) => ErrorCode::ExecutionInFlight,
+            ApiError::KeyLimitReached(_) => ErrorCode::KeyLimitReached,
             ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
             ApiError::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
@@ -184,6 +200,20 @@ impl ResponseError for ApiError {
 impl From<FieldError> for ApiError {
     fn from(e: FieldError) -> Self {
         ApiError::InvalidInput(e.to_string())
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::NotFound => {
+                ApiError::KeyNotFound("key_id: this user has no such signing key".into())
+            }
+            KeyError::Limit(e) => ApiError::KeyLimitReached(format!(
+                "{e}; revoke one (DELETE …/signing-keys/{{key_id}}) before creating another"
+            )),
+            KeyError::Store(e) => e.into(),
+        }
     }
 }
 

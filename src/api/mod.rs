@@ -9,6 +9,7 @@ pub mod dry_run;
 pub mod error;
 pub mod filters;
 pub mod health;
+pub mod keys;
 pub mod metrics;
 pub mod requests;
 pub mod run_now;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Cluster mode: membership (for `/api/v1/cluster`) and the change notices.
     pub cluster: Option<ClusterApi>,
+    /// Every user's signing keys (shared with the HTTP workers, which sign).
+    pub keys: Arc<crate::signing::KeyRing>,
     /// `cluster.partitions`.
     pub partitions: u32,
     /// This node's id (cluster mode) or `standalone`, and the address it serves on.
@@ -136,6 +139,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/api/v1/users/{user_id}/tasks/running-count")
             .route(web::get().to(users::running_count))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/users/{user_id}/signing-keys")
+            .route(web::post().to(keys::create))
+            .route(web::get().to(keys::list))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/users/{user_id}/signing-keys/{key_id}")
+            .route(web::delete().to(keys::revoke))
             .default_service(web::to(method_not_allowed)),
     )
     .service(

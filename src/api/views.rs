@@ -511,3 +511,46 @@ pub struct DryRunResponse {
     pub next_run_times: Vec<String>,
     pub warnings: Vec<DryRunWarning>,
 }
+
+/// `201 Created`: a new signing key. Its `secret` is shown this once and never again.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"key_id": "01938c9e-7a1b-7c3d-9e2f-0a1b2c3d4e5f",
+    "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwUfKQ9r8GKYo=",
+    "created_at": "2026-12-03T10:00:00.000Z"}))]
+pub struct SigningKeyCreated {
+    pub key_id: Uuid,
+    /// `whsec_` and the base64 of 32 random bytes: give it to the receiver's Standard
+    /// Webhooks library as it is.
+    pub secret: String,
+    #[schema(value_type = DateTime<Utc>)]
+    pub created_at: String,
+}
+
+/// One active signing key, without its secret.
+#[derive(Serialize, ToSchema)]
+pub struct SigningKeyView {
+    #[schema(value_type = Uuid)]
+    pub key_id: String,
+    #[schema(value_type = DateTime<Utc>)]
+    pub created_at: String,
+    /// The secret's first characters, to tell keys apart: `whsec_ab12…`.
+    #[schema(example = "whsec_ab12…")]
+    pub prefix: String,
+}
+
+impl From<&crate::store::KeySummary> for SigningKeyView {
+    fn from(k: &crate::store::KeySummary) -> Self {
+        Self {
+            key_id: k.key_id.clone(),
+            created_at: to_rfc3339(k.created_at),
+            prefix: format!("{}…", k.prefix),
+        }
+    }
+}
+
+/// A user's active signing keys, oldest first: every outbound call of the user's tasks
+/// carries one signature per key.
+#[derive(Serialize, ToSchema)]
+pub struct SigningKeyList {
+    pub keys: Vec<SigningKeyView>,
+}

@@ -3,4 +3,5 @@
 //! code that takes its collaborators as values, so it is tested without HTTP.
 
 pub mod dry_run;
+pub mod keys;
 pub mod tasks;

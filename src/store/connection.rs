@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use entities::tasks;
+use entities::{signing_keys, tasks};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, EntityTrait,
@@ -106,7 +106,8 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     result
 }
 
-/// Up to `limit` encrypted values the database holds (task headers), each with the associated
+/// Up to `limit` encrypted values the database holds (task headers, and as many signing
+/// keys), each with the associated
 /// data it was sealed with; empty when it holds none. Start-up checks the key file against
 /// them before anything else reads or writes a secret.
 pub async fn sealed_sample<C: ConnectionTrait>(db: &C, limit: u64) -> Result<Vec<Sealed>, DbErr> {
@@ -119,14 +120,25 @@ pub async fn sealed_sample<C: ConnectionTrait>(db: &C, limit: u64) -> Result<Vec
         .into_tuple()
         .all(db)
         .await?;
+    // Signing keys are sealed under the same key: a database holding only those is not empty.
+    let keys: Vec<(String, Vec<u8>)> = signing_keys::Entity::find()
+        .select_only()
+        .column(signing_keys::Column::KeyId)
+        .column(signing_keys::Column::Secret)
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(id, blob)| {
+        .filter_map(|(id, blob)| blob.map(|blob| (id, blob)))
+        .chain(keys)
+        .map(|(id, blob)| {
             // A row whose id does not parse is still an encrypted value: it stays in the
             // sample (under bytes no key opens) rather than making the database look empty.
             let aad =
                 Uuid::parse_str(&id).map_or_else(|_| id.into_bytes(), |u| u.as_bytes().to_vec());
-            blob.map(|blob| Sealed { aad, blob })
+            Sealed { aad, blob }
         })
         .collect())
 }

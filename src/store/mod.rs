@@ -8,6 +8,7 @@
 //! - `search`: the filtered history and task list, and a user's tasks per status.
 //! - `codec`: rows to domain types and back ([`ActiveTask`], [`RowState`], header sealing).
 //! - `writes`: [`Write`] and how it is applied, batched advances and logs, partition claims.
+//! - `keys`: users' signing keys (sealed secrets, the two-key limit, the change fingerprint).
 //! - `prune`: history retention's bounded selects and deletes (used by `actors::pruner`, which
 //!   writes beside the persistence actor: its deletes touch only expired rows).
 
@@ -20,6 +21,7 @@ use crate::domain::TaskStatus;
 
 mod codec;
 mod connection;
+mod keys;
 mod prune;
 mod reads;
 mod search;
@@ -27,6 +29,7 @@ mod writes;
 
 pub use codec::{ActiveTask, RowState, ScheduleRow};
 pub use connection::{connect, connect_with, migrate, sealed_sample, sqlite_file};
+pub use keys::{KeyInsertError, KeySummary};
 pub use prune::{FinishedTask, PruneTask};
 pub use reads::tasks_page_query;
 pub use search::{

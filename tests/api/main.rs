@@ -31,6 +31,7 @@ mod retention;
 mod run_now;
 mod search;
 mod shutdown;
+mod signing;
 mod smoke;
 mod storage_limits;
 mod store;

@@ -13,7 +13,7 @@ use crate::helpers::*;
 
 /// What the API serves: (method, path template), as README's endpoint table lists it, plus the
 /// document itself.
-const SERVED: [(&str, &str); 17] = [
+const SERVED: [(&str, &str); 20] = [
     ("POST", "/api/v1/tasks"),
     ("GET", "/api/v1/tasks/{task_id}"),
     ("PATCH", "/api/v1/tasks/{task_id}"),
@@ -27,6 +27,9 @@ const SERVED: [(&str, &str); 17] = [
     ("POST", "/api/v1/schedules/preview"),
     ("GET", "/api/v1/users/{user_id}/tasks"),
     ("GET", "/api/v1/users/{user_id}/tasks/running-count"),
+    ("POST", "/api/v1/users/{user_id}/signing-keys"),
+    ("GET", "/api/v1/users/{user_id}/signing-keys"),
+    ("DELETE", "/api/v1/users/{user_id}/signing-keys/{key_id}"),
     ("GET", "/api/v1/cluster"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
@@ -99,10 +102,11 @@ fn bearer_schemes(doc: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The path with its parameters filled: a random task id, user 1001.
+/// The path with its parameters filled: a random task id and key id, user 1001.
 fn fill_template(template: &str) -> String {
     let filled = template
         .replace("{task_id}", &uuid::Uuid::new_v4().to_string())
+        .replace("{key_id}", &uuid::Uuid::new_v4().to_string())
         .replace("{user_id}", "1001");
     assert!(
         !filled.contains('{'),

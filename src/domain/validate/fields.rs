@@ -22,7 +22,7 @@ pub const MAX_BACKOFF_MS: u64 = 3_600_000;
 
 /// Headers a task may not set: framing and hop-by-hop headers the HTTP client owns, and the
 /// ones tickwheel adds to every request (README, "The API", Execution).
-const RESERVED_HEADERS: [&str; 13] = [
+const RESERVED_HEADERS: [&str; 14] = [
     "host",
     "content-length",
     "transfer-encoding",
@@ -36,6 +36,7 @@ const RESERVED_HEADERS: [&str; 13] = [
     "x-tickwheel-task-id",
     "webhook-id",
     "webhook-timestamp",
+    "webhook-signature",
 ];
 
 pub(super) fn body_object(v: &Value) -> Result<&Map<String, Value>, FieldError> {
