@@ -93,4 +93,21 @@ impl Api {
         }
         Ok(ids)
     }
+
+    /// Creates a signing key for user 1 (whose tasks the bench creates); returns its secret.
+    pub async fn create_signing_key(&self) -> anyhow::Result<String> {
+        let resp = self
+            .client
+            .post(format!("{}/api/v1/users/1/signing-keys", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .context("create signing key")?;
+        let status = resp.status();
+        let v: Value = resp.json().await.context("create signing key: body")?;
+        if status.as_u16() != 201 {
+            bail!("create signing key: {status}: {v}");
+        }
+        Ok(v["secret"].as_str().context("no secret")?.to_string())
+    }
 }

@@ -14,6 +14,7 @@
 //! cargo run --release -p tickwheel-bench -- aligned peer
 //! cargo run --release -p tickwheel-bench -- precision --tasks 2000 --period 1 --duration 10 --shape spread
 //! cargo run --release -p tickwheel-bench -- retention --retention-rows 10000000 --retention-backends sqlite
+//! cargo run --release -p tickwheel-bench -- signing
 //! ```
 
 mod api;
@@ -49,6 +50,9 @@ pub enum Scenario {
     Precision,
     /// Lateness p99 with and without pruning --retention-rows old log rows (SQLite, MariaDB).
     Retention,
+    /// Aligned and spread precision with every call signed by two keys, alternating with
+    /// unsigned runs of the same size.
+    Signing,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -185,6 +185,7 @@ pub async fn run_all(args: &Args, bins: &Binaries) -> anyhow::Result<()> {
             Scenario::Retention => {
                 retention::retention(&mut report, args, bins, &sink).await?;
             }
+            Scenario::Signing => signing(&mut report, args, bins, &sink).await?,
         }
     }
     let doc = json!({
@@ -251,10 +252,16 @@ async fn grid_run(
     n: usize,
     period_s: u64,
     window_s: u64,
+    signed: bool,
 ) -> anyhow::Result<GridRun> {
     let data = Data::new(Backend::Sqlite)?;
     let server = Server::start(bins, &data).await?;
     let api = Api::new(&server.base, &server.token)?;
+    if signed {
+        // Two keys, a rotation's worst case: every call carries two signatures.
+        api.create_signing_key().await?;
+        api.create_signing_key().await?;
+    }
     let period_ms = period_s as i64 * 1000;
     // First grid point after the expected creation time (about 3,000 creations/s is enough).
     let t0 = grid_after(now_ms() + 1_000 + n as i64 / 3, period_ms);
@@ -303,9 +310,28 @@ async fn precision(
     period_s: u64,
     window_s: u64,
 ) -> anyhow::Result<Precision> {
-    let name = format!("{} {n} tasks / {period_s} s", shape_name(shape));
+    precision_with(report, bins, sink, shape, n, period_s, window_s, false).await
+}
+
+/// [`precision`], with every call signed by two keys when `signed`.
+#[allow(clippy::too_many_arguments)]
+async fn precision_with(
+    report: &mut Report,
+    bins: &Binaries,
+    sink: &Sink,
+    shape: Shape,
+    n: usize,
+    period_s: u64,
+    window_s: u64,
+    signed: bool,
+) -> anyhow::Result<Precision> {
+    let name = format!(
+        "{} {n} tasks / {period_s} s{}",
+        shape_name(shape),
+        if signed { ", signed" } else { "" }
+    );
     eprintln!("· precision: {name}, {window_s} s window");
-    let run = grid_run(bins, sink, shape, n, period_s, window_s).await?;
+    let run = grid_run(bins, sink, shape, n, period_s, window_s, signed).await?;
     let (server, expectation) = (&run.server, &run.expectation);
     let (from, until) = (expectation.from_ms, expectation.until_ms);
     sleep_until_ms(from).await;
@@ -316,6 +342,8 @@ async fn precision(
     let arrivals = sink.take();
     let p = stats::analyze(&arrivals, expectation);
     let create_s = run.create_s;
+    // The server's own count of calls by signatures carried: proof that a signed run signed.
+    let calls_by_signatures = outbound_calls_by_signatures(&run.server.base).await;
     run.server.kill9()?;
     let cpu_us_per_fire = cpu.as_micros() as f64 / p.expected.max(1) as f64;
     eprintln!(
@@ -332,6 +360,8 @@ async fn precision(
         "create_s": (create_s * 100.0).round() / 100.0,
         "rss_peak_mib": rss_peak / (1 << 20),
         "cpu_us_per_fire": cpu_us_per_fire.round(),
+        "signed": signed,
+        "outbound_calls_by_signatures": calls_by_signatures,
         "result": p,
     }));
     let (target, met) = precision_target(shape, n, &p);
@@ -354,6 +384,88 @@ async fn precision(
         )?;
     }
     Ok(p)
+}
+
+/// `tickwheel_outbound_calls_total` by its `signatures` label, read from `/metrics`.
+async fn outbound_calls_by_signatures(base: &str) -> Value {
+    let Ok(resp) = reqwest::get(format!("{base}/metrics")).await else {
+        return Value::Null;
+    };
+    let text = resp.text().await.unwrap_or_default();
+    let mut out = serde_json::Map::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("tickwheel_outbound_calls_total{signatures=\"") {
+            if let Some((n, count)) = rest.split_once("\"} ") {
+                out.insert(
+                    n.to_string(),
+                    json!(count.trim().parse::<f64>().unwrap_or(0.0)),
+                );
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+/// Signing's cost: aligned and spread runs of the same size, unsigned and signed by two keys,
+/// alternately (the order flips each round), two rounds; the p99 of each, side by side.
+async fn signing(
+    report: &mut Report,
+    args: &Args,
+    bins: &Binaries,
+    sink: &Sink,
+) -> anyhow::Result<()> {
+    let runs: &[(Shape, usize, u64, u64)] = if args.quick {
+        &[(Shape::Aligned, 1_000, 2, 4), (Shape::Spread, 2_000, 1, 2)]
+    } else {
+        &[
+            (Shape::Aligned, 10_000, 5, 30),
+            (Shape::Spread, 10_000, 5, 30),
+        ]
+    };
+    for &(shape, n, period, window) in runs {
+        let mut p99 = [Vec::new(), Vec::new()];
+        for round in 0..2 {
+            let order = if round % 2 == 0 {
+                [false, true]
+            } else {
+                [true, false]
+            };
+            for signed in order {
+                let p =
+                    precision_with(report, bins, sink, shape, n, period, window, signed).await?;
+                p99[signed as usize].push(p.lateness_ms.p99);
+            }
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let (off, on) = (mean(&p99[0]), mean(&p99[1]));
+        let fmt = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.1}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        report.results.push(json!({
+            "scenario": "signing",
+            "shape": shape_name(shape),
+            "tasks": n,
+            "p99_ms_unsigned": p99[0],
+            "p99_ms_signed": p99[1],
+        }));
+        report.row(
+            format!(
+                "{} {n} / {period} s: p99 unsigned / signed",
+                shape_name(shape)
+            ),
+            format!(
+                "{off:.1} / {on:.1} ms ({} / {})",
+                fmt(&p99[0]),
+                fmt(&p99[1])
+            ),
+            "",
+            None,
+        );
+    }
+    Ok(())
 }
 
 fn shape_name(shape: Shape) -> &'static str {
@@ -546,7 +658,7 @@ async fn throughput(
         let period_s = 2;
         let n = rate * period_s as usize;
         eprintln!("· throughput: {rate} fires/s ({n} tasks / {period_s} s)");
-        let run = grid_run(bins, sink, Shape::Spread, n, period_s, window).await?;
+        let run = grid_run(bins, sink, Shape::Spread, n, period_s, window, false).await?;
         sleep_until_ms(run.expectation.until_ms + grace_ms(n)).await;
         let arrivals = sink.take();
         let p = stats::analyze(&arrivals, &run.expectation);
