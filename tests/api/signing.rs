@@ -147,6 +147,22 @@ async fn calls_verify_with_the_reference_library_through_a_rotation(backend: Bac
         "a tampered body verified"
     );
 
+    // A dry run shows that calls will carry two signatures.
+    let r = app
+        .client
+        .post(app.url("/api/v1/tasks?dry_run=true"))
+        .bearer_auth(token(1001))
+        .json(&crate::helpers::interval_task(&app, post, 1))
+        .send()
+        .await
+        .expect("dry run");
+    let v: Value = r.json().await.expect("dry run json");
+    let shown = v["request"]["headers"]["webhook-signature"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no webhook-signature in the dry run: {v}"));
+    assert_eq!(shown.matches("v1,").count(), 2, "{v}");
+    assert!(!shown.contains(&old) && !shown.contains(&new), "{v}");
+
     // A third key is refused; the two stay.
     let (status, v) = keys_request(
         &app,
