@@ -30,4 +30,5 @@ mod join;
 mod pause;
 mod reconcile;
 mod run_now;
+mod signing;
 mod steady;

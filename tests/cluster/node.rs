@@ -252,4 +252,15 @@ impl Node {
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
+
+    pub async fn delete(&self, path: &str) -> u16 {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DELETE {path} on {}: {e}", self.name))
+            .status()
+            .as_u16()
+    }
 }

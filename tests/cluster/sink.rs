@@ -1,5 +1,6 @@
 //! The downstream the tasks call: a small actix-web server that answers 200 at once and records
-//! each delivery's `webhook-id` (task and scheduled slot), its arrival time and its connection.
+//! each delivery's `webhook-id` (task and scheduled slot), its arrival time, its connection and
+//! how many signatures it carries.
 //! A background thread finds which node opened each new connection: the client end's socket
 //! inode in /proc/net/tcp, looked up among the registered nodes' open file descriptors. The
 //! request path never waits for that lookup.
@@ -25,6 +26,8 @@ pub struct Delivery {
     pub at: i64,
     /// The node that sent it (None if the connection could not be traced to a node).
     pub node: Option<Arc<str>>,
+    /// `v1,…` entries in its `webhook-signature` (0 without the header).
+    pub signatures: usize,
 }
 
 struct Recorded {
@@ -32,6 +35,7 @@ struct Recorded {
     slot: i64,
     at: i64,
     conn: u64,
+    signatures: usize,
 }
 
 #[derive(Default)]
@@ -131,6 +135,7 @@ impl Sink {
                 slot: r.slot,
                 at: r.at,
                 node: conns.traced.get(&r.conn).cloned().flatten(),
+                signatures: r.signatures,
             })
             .collect()
     }
@@ -252,6 +257,7 @@ async fn handle(
                 slot,
                 at,
                 conn,
+                signatures: header("webhook-signature").map_or(0, |h| h.split(' ').count()),
             })
         }
         _ => s.malformed.push(format!(
