@@ -6,11 +6,13 @@
 //! millisecond precision identical on SQLite and MySQL/MariaDB (whose `DATETIME` drops it).
 
 pub mod cluster_partitions;
+pub mod notifications;
 pub mod task_logs;
 pub mod tasks;
 
 pub mod prelude {
     pub use super::cluster_partitions::Entity as ClusterPartitions;
+    pub use super::notifications::Entity as Notifications;
     pub use super::task_logs::Entity as TaskLogs;
     pub use super::tasks::Entity as Tasks;
 }
