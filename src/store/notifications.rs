@@ -53,18 +53,19 @@ pub async fn insert_notifications<C: ConnectionTrait>(
     if rows.is_empty() {
         return Ok(0);
     }
-    let inserted = notifications::Entity::insert_many(rows.iter().map(notification_row))
+    // "Do nothing" as an update of a column to itself: MySQL has no `ON CONFLICT DO NOTHING`,
+    // and `INSERT IGNORE` would hide other errors too.
+    notifications::Entity::insert_many(rows.iter().map(notification_row))
         .on_conflict(
             sea_orm::sea_query::OnConflict::column(notifications::Column::NotificationId)
-                .do_nothing()
+                .value(
+                    notifications::Column::Status,
+                    Expr::col((notifications::Entity, notifications::Column::Status)),
+                )
                 .to_owned(),
         )
         .exec_without_returning(db)
-        .await;
-    match inserted {
-        Err(DbErr::RecordNotInserted) => Ok(0),
-        other => other,
-    }
+        .await
 }
 
 /// Deletes every notification of a task (with the task).
