@@ -33,8 +33,10 @@ use crate::time::now_ms;
 /// How often pending rows are looked for without being told (retries due, rows of a dead
 /// node whose lease ran out, rows committed while this node was busy).
 pub const SCAN_EVERY: Duration = Duration::from_secs(1);
-/// Deliveries on their way at once, over all tasks.
-pub const MAX_IN_FLIGHT: usize = 32;
+/// Deliveries on their way at once, over all tasks. A delivery waiting on a URL that does
+/// not answer costs a socket and a small future until the request timeout, so the cap is
+/// generous: a few dead notify URLs must not hold up everyone else's events.
+pub const MAX_IN_FLIGHT: usize = 256;
 /// A claim outlasts the longest delivery (the request timeout) by this much.
 const LEASE_MARGIN_MS: i64 = 10_000;
 
