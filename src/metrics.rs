@@ -261,6 +261,12 @@ pub fn manual_run() {
     counter!("tickwheel_manual_runs_total").increment(1);
 }
 
+/// A task notification: `outcome` is `raised` (written to the outbox), `delivered`, `retry`
+/// (an attempt failed, another follows) or `failed` (retries exhausted).
+pub fn notification(event: &'static str, outcome: &'static str) {
+    counter!("tickwheel_notifications_total", "event" => event, "outcome" => outcome).increment(1);
+}
+
 pub fn retry_scheduled() {
     counter!("tickwheel_retries_scheduled_total").increment(1);
 }

@@ -14,6 +14,7 @@ use secrecy::ExposeSecret;
 
 use crate::actors::dispatch::{Dispatcher, HttpWorker, WorkerSettings};
 use crate::actors::fence::ClusterFence;
+use crate::actors::notifier::{Notifier, NotifierSettings};
 use crate::actors::outbox::Outbox;
 use crate::actors::persistence::{Fence, Flush, Persist, PersistenceActor};
 use crate::actors::pruner::Pruner;
@@ -236,21 +237,6 @@ impl Application {
             None => None,
         };
 
-        // On its own arbiter: building and running statements must not hold up the fire path.
-        let persistence = {
-            let db = db.clone();
-            let fence = identity.as_ref().map(|id| Fence {
-                owner: id.owner.clone(),
-                partitions: cs.partitions,
-            });
-            PersistenceActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-                let actor = PersistenceActor::new(db);
-                match fence {
-                    Some(f) => actor.with_fence(f),
-                    None => actor,
-                }
-            })
-        };
         // History retention, on an arbiter of its own (README, "History retention").
         if settings.retention.enabled {
             let store = store.clone();
@@ -285,6 +271,40 @@ impl Application {
             settings.ratelimit.per_host_rps,
             settings.ratelimit.per_host_burst,
         ));
+        // Notifications are delivered on an arbiter of their own, through the same workers
+        // and buckets as the tasks' calls (README, "Notifications").
+        let notifier = {
+            let store = store.clone();
+            let dispatcher = dispatcher.clone();
+            let settings = NotifierSettings {
+                owner: identity.as_ref().map_or_else(
+                    || format!("standalone/{}", uuid::Uuid::new_v4().simple()),
+                    |id| id.owner.clone(),
+                ),
+                max_retries: h.max_retries,
+                backoff_ms: h.backoff_base_ms,
+                request_timeout_ms: h.request_timeout_ms,
+                release_claims_at_start: identity.is_none(),
+            };
+            Notifier::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+                Notifier::new(store, dispatcher, settings)
+            })
+        };
+        // On its own arbiter: building and running statements must not hold up the fire path.
+        let persistence = {
+            let db = db.clone();
+            let fence = identity.as_ref().map(|id| Fence {
+                owner: id.owner.clone(),
+                partitions: cs.partitions,
+            });
+            PersistenceActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+                let actor = PersistenceActor::new(db).with_notifier(notifier.recipient());
+                match fence {
+                    Some(f) => actor.with_fence(f),
+                    None => actor,
+                }
+            })
+        };
         let metrics_state = metrics_handle.map(|handle| {
             web::Data::new(MetricsState {
                 handle,

@@ -6,12 +6,14 @@
 //! millisecond precision identical on SQLite and MySQL/MariaDB (whose `DATETIME` drops it).
 
 pub mod cluster_partitions;
+pub mod notifications;
 pub mod signing_keys;
 pub mod task_logs;
 pub mod tasks;
 
 pub mod prelude {
     pub use super::cluster_partitions::Entity as ClusterPartitions;
+    pub use super::notifications::Entity as Notifications;
     pub use super::signing_keys::Entity as SigningKeys;
     pub use super::task_logs::Entity as TaskLogs;
     pub use super::tasks::Entity as Tasks;

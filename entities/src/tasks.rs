@@ -43,6 +43,9 @@ pub struct Model {
     pub missed_slots: i64,
     /// The task's own history limits (JSON), null for the global ones.
     pub retention: Option<String>,
+    /// The task's notifications (JSON `{"url", "events", "late_ms"}`), null for none.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub notify: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

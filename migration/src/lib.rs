@@ -11,6 +11,7 @@ mod m20261203_000006_rename_task_type_to_type;
 mod m20261203_000007_operate_tasks;
 mod m20261203_000008_search_indexes;
 mod m20261203_000009_signing_keys;
+mod m20261203_000010_notifications;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000007_operate_tasks::Migration),
             Box::new(m20261203_000008_search_indexes::Migration),
             Box::new(m20261203_000009_signing_keys::Migration),
+            Box::new(m20261203_000010_notifications::Migration),
         ]
     }
 }

@@ -87,6 +87,9 @@ pub struct Execute {
     pub scheduled_ms: i64,
     pub attempt: u32,
     pub cancel: CancellationToken,
+    /// A notification's delivery (README, "Notifications"): its `webhook-id`, sent instead of
+    /// `<task_id>:<scheduled_ms>`. It is not an execution, so it counts in no fire figure.
+    pub webhook_id: Option<Arc<str>>,
 }
 
 /// What became of one attempt.
@@ -187,7 +190,8 @@ impl Handler<Execute> for HttpWorker {
         let keys = self.settings.keys.clone();
         Box::pin(async move {
             let sent_at_ms = now_ms();
-            if msg.attempt == 1 {
+            let execution = msg.webhook_id.is_none();
+            if execution && msg.attempt == 1 {
                 let now_s = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
                 metrics::lateness(now_s - msg.scheduled_ms as f64 / 1e3);
             }
@@ -210,11 +214,13 @@ impl Handler<Execute> for HttpWorker {
             };
             let elapsed = started.elapsed();
             metrics::downstream(elapsed.as_secs_f64());
-            metrics::fire(match &result {
-                Ok(r) if (200..300).contains(&r.status) => "success",
-                Ok(_) => "http_error",
-                Err(e) => e.kind(),
-            });
+            if execution {
+                metrics::fire(match &result {
+                    Ok(r) if (200..300).contains(&r.status) => "success",
+                    Ok(_) => "http_error",
+                    Err(e) => e.kind(),
+                });
+            }
             if let (Ok(reply), Some(condition)) = (&mut result, &msg.request.response_match) {
                 if (200..300).contains(&reply.status) {
                     reply.stop_matched = evaluate(condition, &reply.body).await;
@@ -262,7 +268,12 @@ async fn send(
         if let Ok(v) = HeaderValue::try_from(id.as_str()) {
             headers.insert(HeaderName::from_static("x-tickwheel-task-id"), v);
         }
-        let _ = write!(id, ":{}", msg.scheduled_ms);
+        match &msg.webhook_id {
+            Some(w) => id = w.to_string(),
+            None => {
+                let _ = write!(id, ":{}", msg.scheduled_ms);
+            }
+        }
         let timestamp = now_ms() / 1000;
         // Signed over exactly what is sent: the id and timestamp headers and the body bytes.
         let body: &[u8] = r.body.as_deref().unwrap_or_default();

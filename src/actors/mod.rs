@@ -2,7 +2,7 @@
 //! rules they carry out live in the domain (`crate::domain::run` for a task's run,
 //! `crate::wheel` for the timing wheel), so the actors hold state and move messages.
 //!
-//! Seven actors, one of them outside this module:
+//! Eight actors, one of them outside this module:
 //!
 //! - [`registry::TaskRegistry`] owns `task_id → Addr<TaskActor>` for the tasks this node runs.
 //!   The task service (`crate::service`) tells it of created, redefined and withdrawn tasks; at
@@ -33,6 +33,10 @@
 //!   execution logs and finished tasks straight through the pool, one bounded statement at a
 //!   time with a pause after each. No other actor sends it anything, and the rows it deletes
 //!   are ones no other writer touches (old logs, long-finished tasks).
+//! - [`notifier::Notifier`], on its own arbiter, delivers task notifications from the
+//!   `notifications` outbox: task actors write events with their execution logs, persistence
+//!   tells it ([`notifier::Wake`]) once a batch with events is committed, and it claims due
+//!   rows with a lease and sends them through the HTTP workers — never on a task actor's path.
 //! - The **Membership** actor (`crate::cluster::membership`, cluster mode only) holds the
 //!   ZooKeeper session and the member list, and tells the registry which partitions the node
 //!   owns by sending it [`registry::Owned`] through a `Recipient`.
@@ -44,6 +48,7 @@
 
 pub mod dispatch;
 pub mod fence;
+pub mod notifier;
 pub mod outbox;
 pub mod persistence;
 pub mod pruner;

@@ -19,9 +19,11 @@ use actix::prelude::*;
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use tokio::sync::oneshot;
 
+use super::notifier::Wake;
 use crate::metrics::{self, ActorKind};
 use crate::store::{
-    advance_many, apply_write, held_partitions, insert_logs, log_row, AdvanceRow, Write,
+    advance_many, apply_write, held_partitions, insert_logs, insert_notifications, log_row,
+    AdvanceRow, Write,
 };
 
 /// How long the first write a client waits for gathers company.
@@ -84,6 +86,8 @@ impl Fence {
 pub struct PersistenceActor {
     db: DatabaseConnection,
     fence: Option<Arc<Fence>>,
+    /// Told once a batch with notifications has been written, so it delivers them at once.
+    notifier: Option<Recipient<Wake>>,
     queue: VecDeque<Item>,
     flushing: bool,
     timer: Option<(SpawnHandle, Instant)>,
@@ -99,6 +103,7 @@ impl PersistenceActor {
         Self {
             db,
             fence: None,
+            notifier: None,
             queue: VecDeque::new(),
             flushing: false,
             timer: None,
@@ -111,6 +116,12 @@ impl PersistenceActor {
     /// Cluster mode: fences this node's schedule writes by its partition claims.
     pub fn with_fence(mut self, fence: Fence) -> Self {
         self.fence = Some(Arc::new(fence));
+        self
+    }
+
+    /// Tells `notifier` of every batch that carried notifications, once it is written.
+    pub fn with_notifier(mut self, notifier: Recipient<Wake>) -> Self {
+        self.notifier = Some(notifier);
         self
     }
 
@@ -189,11 +200,17 @@ impl PersistenceActor {
         }
         let db = self.db.clone();
         let fence = self.fence.clone();
+        let events = batch
+            .iter()
+            .any(|i| matches!(i, Item::Write(Write::Notify(_), _)));
         ctx.spawn(
             async move { apply_batch(&db, batch, fence.as_deref()).await }
                 .into_actor(self)
-                .map(|_, act, ctx| {
+                .map(move |_, act, ctx| {
                     act.flushing = false;
+                    if let (true, Some(n)) = (events, &act.notifier) {
+                        n.do_send(Wake);
+                    }
                     // What queued up meanwhile follows at once: the flush was due and the
                     // queue is its continuation.
                     if !act.queue.is_empty() {
@@ -330,13 +347,23 @@ async fn apply_batch(db: &DatabaseConnection, batch: Vec<Item>, fence: Option<&F
         for chunk in logs.chunks(200) {
             insert_logs(&txn, chunk).await?;
         }
+        let events: Vec<_> = writes
+            .iter()
+            .filter_map(|(w, _)| match w {
+                Write::Notify(r) => Some((**r).clone()),
+                _ => None,
+            })
+            .collect();
+        for chunk in events.chunks(200) {
+            insert_notifications(&txn, chunk).await?;
+        }
         // The rest in arrival order, each run of consecutive advances as one statement per
         // chunk (only fire-path writes are advances: nobody waits for their row count).
         let mut advances: Vec<AdvanceRow<'_>> = Vec::new();
         for (i, (w, _)) in writes.iter().enumerate() {
             match w {
                 Write::InsertTask(_) => {}
-                Write::Log(_) => counts[i] = 1,
+                Write::Log(_) | Write::Notify(_) => counts[i] = 1,
                 w if superseded(i, w) || fenced[i] => {}
                 Write::Advance { .. } => {
                     advances.extend(w.advance_row());
@@ -435,6 +462,7 @@ fn write_kind(w: &Write) -> &'static str {
         Write::Missed { .. } => "missed",
         Write::Counted { .. } => "counted",
         Write::Log(_) => "log",
+        Write::Notify(_) => "notify",
         Write::DeleteTask { .. } => "delete_task",
         Write::Claim { .. } => "claim",
         Write::Release { .. } => "release",

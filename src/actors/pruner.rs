@@ -13,9 +13,10 @@
 //! 2. **tasks** — a walk over the tasks in id order, `tasks_per_pass` at a time: rows older
 //!    than a task's own stricter `max_age_days`, then rows beyond its newest `max_logs`
 //!    (read through the `(task_id, created_at)` index, at most `max_logs + batch_size`
-//!    entries a task);
+//!    entries a task), and its notifications beyond the newest
+//!    [`MAX_NOTIFICATIONS_PER_TASK`];
 //! 3. **finished** — when `finished_task_days` is set, completed, failed and stopped tasks last
-//!    updated before it: their logs in batches, then the task row.
+//!    updated before it: their logs in batches, then the task row with its notifications.
 //!
 //! A round that deleted nothing is followed by a longer pause. In a cluster every node
 //! prunes: the statements are bounded per node and a row deleted by another node is simply
@@ -26,6 +27,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::config::RetentionSettings;
+use crate::domain::notify::MAX_NOTIFICATIONS_PER_TASK;
 use crate::domain::retention::{age_cutoff_ms, finished_cutoff_ms};
 use crate::metrics;
 use crate::store::{Store, StoreError};
@@ -194,6 +196,16 @@ async fn step(
                 if !ids.is_empty() {
                     let n = store.delete_logs(ids).await?;
                     metrics::retention_pruned(Reason::Count.as_str(), n);
+                    return Ok(Step {
+                        next: Phase::Tasks { after: cursor },
+                        deleted: true,
+                    });
+                }
+                let ids = store
+                    .notification_ids_beyond(&task.task_id, MAX_NOTIFICATIONS_PER_TASK, batch)
+                    .await?;
+                if !ids.is_empty() {
+                    store.delete_notifications(ids).await?;
                     return Ok(Step {
                         next: Phase::Tasks { after: cursor },
                         deleted: true,

@@ -9,6 +9,7 @@
 
 mod control;
 mod manual;
+mod notify;
 mod pacer;
 mod start;
 
@@ -23,11 +24,13 @@ use uuid::Uuid;
 use self::control::{attempt_outcome, outbound, run_parts, unavailable};
 pub use self::control::{Drain, Redefine, Release, Stop};
 pub use self::manual::{RunManual, RunNowReply};
+use self::notify::EventInfo;
 pub use self::pacer::{CatchUpPacer, CATCH_UP_MAX_DELAY, CATCH_UP_SPACING};
 use super::dispatch::{Dispatcher, Execute, OutboundRequest, Outcome};
 use super::outbox::Outbox;
 use super::wheel::{Deregister, Fire, Register, WheelOp};
-use crate::domain::run::{FireAction, Trigger, Verdict, MAX_RETRY_AFTER_MS};
+use crate::domain::notify::{Finished as Final, Notify};
+use crate::domain::run::{AttemptOutcome, FireAction, Trigger, Verdict, MAX_RETRY_AFTER_MS};
 use crate::domain::{ExecutionRecord, TaskRun, TaskStatus};
 use crate::metrics::{self, ActorKind};
 use crate::store::{ActiveTask, Store, Write};
@@ -90,11 +93,17 @@ pub struct TaskActor {
     drained: Vec<tokio::sync::oneshot::Sender<()>>,
     /// A paused task's manual run: no timer, no state change, gone once it has run.
     one_off: bool,
+    /// The task's `notify`, if any; when its last `late` was raised; the execution that
+    /// ended last (what a final state's event tells).
+    notify: Option<Arc<Notify>>,
+    last_late_ms: Option<i64>,
+    last_end: Option<EventInfo>,
 }
 
 impl TaskActor {
     pub fn new(deps: Arc<TaskDeps>, mut task: ActiveTask) -> Self {
         let request = outbound(&mut task, &deps.dispatcher);
+        let notify = task.spec.notify.take().map(Arc::new);
         let session = deps.cluster.as_ref().map_or(0, |c| c.session());
         let (task_id, user_id, status) = (task.task_id, task.spec.user_id, task.status);
         let (rules, progress) = run_parts(task, &deps);
@@ -112,6 +121,9 @@ impl TaskActor {
             draining: false,
             drained: Vec::new(),
             one_off: false,
+            notify,
+            last_late_ms: None,
+            last_end: None,
         }
     }
 
@@ -229,6 +241,7 @@ impl TaskActor {
             scheduled_ms: slot,
             attempt,
             cancel: wire.cancel.clone(),
+            webhook_id: None,
         };
         tracing::debug!(task_id = %self.task_id, scheduled_ms = slot, attempt, "executing");
         let Some(worker) = self.deps.dispatcher.worker(self.task_id) else {
@@ -324,16 +337,24 @@ impl TaskActor {
             Some(f) if f.slot == slot && f.attempt == attempt => f.trigger(),
             _ => Trigger::Schedule,
         };
+        let info = EventInfo::of(slot, attempt, &outcome);
         if attempt == 1 && self.run.is_current(slot, attempt) {
             if let Some(w) = &mut self.wire {
                 w.lateness_ms = Some(outcome.sent_at_ms - slot);
             }
+            if summary != AttemptOutcome::Cancelled {
+                self.notify_lateness(outcome.sent_at_ms - slot, info.clone());
+            }
         }
+        let failures_before = self.run.progress().consecutive_failures;
         let verdict = self
             .run
             .on_outcome(slot, attempt, summary, rand::random::<f64>);
         if verdict == Verdict::Ignore {
             return;
+        }
+        if !matches!(verdict, Verdict::Retry { .. }) {
+            self.notify_end(summary.is_success(), failures_before, info);
         }
         let task_id = self.task_id;
         match &outcome.result {
@@ -414,6 +435,11 @@ impl TaskActor {
             now: now_ms(),
         });
         self.status = status;
+        match status {
+            TaskStatus::Completed => self.notify_finished(Final::Completed),
+            TaskStatus::Failed => self.notify_finished(Final::Failed),
+            _ => {}
+        }
         tracing::info!(task_id = %self.task_id, status = status.as_str(), executions = self.run.progress().execution_count, "task finished");
         self.deregister();
         if let Some(c) = &self.deps.cluster {
@@ -444,6 +470,7 @@ impl TaskActor {
             .map(move |res, act, ctx| match res {
                 Ok(Some(mut t)) if t.status.is_active() => {
                     act.request = outbound(&mut t, &act.deps.dispatcher);
+                    act.notify = t.spec.notify.take().map(Arc::new);
                     act.user_id = t.spec.user_id;
                     act.status = t.status;
                     let (rules, progress) = run_parts(t, &act.deps);

@@ -15,14 +15,16 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorCode;
 use super::requests::{
-    CreateTaskRequest, HttpMethod, LogOutcome, MisfirePolicy, PatchTaskRequest, PreviewRequest,
-    RetentionPolicy, RetryPolicy, StopCondition, TaskStatus, TaskType,
+    CreateTaskRequest, HttpMethod, LogOutcome, MisfirePolicy, NotifyEvent, NotifyPolicy,
+    PatchTaskRequest, PreviewRequest, RetentionPolicy, RetryPolicy, StopCondition, TaskStatus,
+    TaskType,
 };
 use super::views::{
     ClusterMember, ClusterView, CreateTaskResponse, DryRunRequest, DryRunResponse, DryRunWarning,
-    ErrorBody, LastExecution, LogEntry, LogsResponse, MessageResponse, PreviewResponse,
-    PreviewTime, ProbeStatus, RunNowResponse, RunningCount, SigningKeyCreated, SigningKeyList,
-    SigningKeyView, StatusCounts, TaskList, TaskSummary, TaskView,
+    ErrorBody, LastExecution, LogEntry, LogsResponse, MessageResponse, NotificationEntry,
+    NotificationsResponse, PreviewResponse, PreviewTime, ProbeStatus, RunNowResponse, RunningCount,
+    SigningKeyCreated, SigningKeyList, SigningKeyView, StatusCounts, TaskList, TaskSummary,
+    TaskView,
 };
 
 /// The name of the bearer security scheme, as `#[utoipa::path(security(...))]` refers to it.
@@ -58,6 +60,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         super::tasks::resume,
         super::run_now::run,
         super::tasks::logs,
+        super::tasks::notifications,
         super::schedules::preview,
         super::schedules::task_preview,
         super::users::list,
@@ -92,6 +95,10 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         StopCondition,
         RetryPolicy,
         RetentionPolicy,
+        NotifyPolicy,
+        NotifyEvent,
+        NotificationEntry,
+        NotificationsResponse,
         TaskType,
         TaskStatus,
         MisfirePolicy,

@@ -122,6 +122,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(method_not_allowed)),
     )
     .service(
+        web::resource("/api/v1/tasks/{task_id}/notifications")
+            .route(web::get().to(tasks::notifications))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
         web::resource("/api/v1/tasks/{task_id}/preview")
             .route(web::get().to(schedules::task_preview))
             .default_service(web::to(method_not_allowed)),

@@ -130,6 +130,43 @@ pub struct RetentionPolicy {
     pub max_logs: Option<u64>,
 }
 
+/// A task event a notification can be sent for.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum NotifyEvent {
+    /// An execution failed (after its retries) after one that succeeded, or the first one
+    /// did: once per run of failures.
+    Failing,
+    /// The first successful execution after `failing`.
+    Recovered,
+    /// The task completed.
+    Completed,
+    /// The task failed.
+    Failed,
+    /// An execution's first attempt started more than `late_ms` after its scheduled time;
+    /// at most one per task per minute.
+    Late,
+}
+
+/// Where a task's events are sent: each as a JSON POST `{"type": "task.failing", "task_id",
+/// "user_id", "scheduled_time", "attempts", "http_status", "error", "timestamp"}` through the
+/// same outbound checks, rate limits and retries as the task's own calls, with a `webhook-id`
+/// of its own.
+#[derive(ToSchema)]
+#[schema(example = json!({"url": "https://hooks.example.com/tickwheel",
+    "events": ["failing", "recovered", "completed", "failed", "late"], "late_ms": 1000}))]
+pub struct NotifyPolicy {
+    /// An `http` or `https` URL, checked as `http_endpoint` is.
+    #[schema(format = "uri", max_length = 2048)]
+    pub url: String,
+    /// At least one, no duplicates.
+    #[schema(min_items = 1)]
+    pub events: Vec<NotifyEvent>,
+    /// The lateness past which `late` is sent (default 1000).
+    #[schema(minimum = 0, maximum = 86400000)]
+    pub late_ms: Option<u64>,
+}
+
 /// A new task. Fields that do not belong to its `type` are ignored.
 #[derive(ToSchema)]
 #[schema(example = json!({
@@ -179,11 +216,12 @@ pub struct CreateTaskRequest {
     /// Default `fire_once`. A `once` task that was missed fires as soon as it can either way.
     pub misfire_policy: Option<MisfirePolicy>,
     pub retention: Option<RetentionPolicy>,
+    pub notify: Option<NotifyPolicy>,
 }
 
 /// The fields to change (at least one). `null` resets `method` (to POST), `headers`, `body`,
-/// `timezone` (to UTC), `stop_condition`, `retry`, `misfire_policy` (to `fire_once`) and
-/// `retention`. Any other key is refused with 400.
+/// `timezone` (to UTC), `stop_condition`, `retry`, `misfire_policy` (to `fire_once`),
+/// `retention` and `notify`. Any other key is refused with 400.
 #[derive(ToSchema)]
 #[schema(min_properties = 1, example = json!({"interval_seconds": 60}))]
 pub struct PatchTaskRequest {
@@ -206,6 +244,8 @@ pub struct PatchTaskRequest {
     pub retry: Option<RetryPolicy>,
     pub misfire_policy: Option<MisfirePolicy>,
     pub retention: Option<RetentionPolicy>,
+    /// `null` removes the task's notifications.
+    pub notify: Option<NotifyPolicy>,
 }
 
 /// The schedule fields of a task, validated as create validates them (fields that do not

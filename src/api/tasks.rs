@@ -10,7 +10,8 @@ use uuid::Uuid;
 
 use super::filters::log_filter;
 use super::views::{
-    CreateTaskResponse, ErrorBody, LogEntry, LogsResponse, MessageResponse, TaskView,
+    CreateTaskResponse, ErrorBody, LogEntry, LogsResponse, MessageResponse, NotificationEntry,
+    NotificationsResponse, TaskView,
 };
 use super::{json_body, paging, query_pairs, ApiError, AppState, Auth};
 use crate::domain::validate::{parse_create_within, parse_patch_within};
@@ -25,13 +26,34 @@ pub(super) fn parse_task_id(raw: &str) -> Result<Uuid, ApiError> {
 /// may be down for a moment, or the name may exist only later); the same check runs again in
 /// the HTTP client's resolution step before every connection, so nothing unsafe is reached.
 async fn check_endpoint(state: &AppState, url: &url::Url) -> Result<(), ApiError> {
+    check_outbound(state, url, "http_endpoint").await
+}
+
+/// The outbound check of a URL the task sends to, its refusal naming `field`
+/// (`http_endpoint`, `notify.url`).
+async fn check_outbound(state: &AppState, url: &url::Url, field: &str) -> Result<(), ApiError> {
     match check_url(url, state.allow_private_targets).await {
         Ok(()) => Ok(()),
         Err(e @ (OutboundError::Resolve(_) | OutboundError::NoAddress(_))) => {
-            tracing::debug!(error = %e, "endpoint not resolvable at create time; checked again when connecting");
+            tracing::debug!(error = %e, field, "destination not resolvable at create time; checked again when connecting");
             Ok(())
         }
-        Err(e) => Err(ApiError::InvalidInput(e.to_string())),
+        Err(e) => {
+            let message = e.to_string();
+            let what = message.strip_prefix("http_endpoint:").unwrap_or(&message);
+            Err(ApiError::InvalidInput(format!("{field}:{what}")))
+        }
+    }
+}
+
+/// The outbound check of a task's `notify.url`, as for its endpoint.
+async fn check_notify(
+    state: &AppState,
+    notify: Option<&crate::domain::notify::Notify>,
+) -> Result<(), ApiError> {
+    match notify {
+        Some(n) => check_outbound(state, &n.url, "notify.url").await,
+        None => Ok(()),
     }
 }
 
@@ -78,6 +100,7 @@ pub async fn create(
             spec.user_id
         )));
     }
+    check_notify(&state, spec.notify.as_ref()).await?;
     if dry_run {
         return super::dry_run::answer(&state, spec).await;
     }
@@ -187,6 +210,9 @@ pub async fn patch(
     let patch = parse_patch_within(&v, &state.input_limits)?;
     if let Some(url) = &patch.http_endpoint {
         check_endpoint(&state, url).await?;
+    }
+    if let Some(notify) = &patch.notify {
+        check_notify(&state, notify.as_ref()).await?;
     }
     let fresh = tasks.patch(&who, task_id, m, expected, patch).await?;
     Ok(HttpResponse::Ok().json(task_view(&state, &fresh).await?))
@@ -385,6 +411,49 @@ pub async fn logs(
     let (rows, total) = state.store.logs(task_id, &filter, limit, offset).await?;
     Ok(HttpResponse::Ok().json(LogsResponse {
         logs: rows.iter().map(LogEntry::from).collect(),
+        total,
+    }))
+}
+
+/// A task's notifications.
+///
+/// One entry per event raised for the task's `notify` (README, "Notifications"), newest
+/// first, with where its delivery stands: `pending` (not delivered yet, retries left),
+/// `delivered` or `failed` (retries exhausted). Deliveries are not executions: they are not
+/// in `/logs` and count in no `execution_count`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks/{task_id}/notifications",
+    tag = "tasks",
+    operation_id = "list_task_notifications",
+    params(
+        ("task_id" = uuid::Uuid, Path, description = "The task id"),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000,
+            description = "Page size, 1 to 1000 (default 50)"),
+        ("offset" = Option<u64>, Query, description = "Entries to skip (default 0)"),
+    ),
+    responses(
+        (status = 200, description = "One page of notifications", body = NotificationsResponse),
+        (status = 400, description = "`task_id` is not a UUID, or `limit`/`offset` out of range", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 404, description = "No such task, or another user's", body = ErrorBody),
+        (status = 500, description = "Server fault (the detail is logged, not sent)", body = ErrorBody),
+    ),
+    security(("bearer_auth" = []))
+)]
+pub async fn notifications(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    Auth(who): Auth,
+) -> Result<HttpResponse, ApiError> {
+    let task_id = parse_task_id(&path)?;
+    let pairs = query_pairs(&req);
+    let (limit, offset) = paging(&pairs, 50, 1000)?;
+    state.tasks().owned(&who, task_id).await?;
+    let (rows, total) = state.store.notifications(task_id, limit, offset).await?;
+    Ok(HttpResponse::Ok().json(NotificationsResponse {
+        notifications: rows.iter().map(NotificationEntry::from).collect(),
         total,
     }))
 }

@@ -3,7 +3,7 @@
 //! order is the order on the wire; times are RFC 3339 UTC with milliseconds
 //! ([`to_rfc3339`]); stored strings (ids, enumerations) are sent as stored.
 
-use entities::{task_logs, tasks};
+use entities::{notifications, task_logs, tasks};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -11,7 +11,8 @@ use uuid::Uuid;
 
 use super::error::ErrorCode;
 use super::requests::{
-    HttpMethod, MisfirePolicy, RetentionPolicy, RetryPolicy, StopCondition, TaskStatus, TaskType,
+    HttpMethod, MisfirePolicy, NotifyEvent, NotifyPolicy, RetentionPolicy, RetryPolicy,
+    StopCondition, TaskStatus, TaskType,
 };
 use crate::cluster::membership;
 use crate::time::to_rfc3339;
@@ -120,6 +121,9 @@ pub struct TaskView {
     /// The task's own history limits, `null` when it uses the global ones.
     #[schema(value_type = Option<RetentionPolicy>, required = true)]
     pub retention: Option<Value>,
+    /// The task's notifications, `null` when it has none.
+    #[schema(value_type = Option<NotifyPolicy>, required = true)]
+    pub notify: Option<Value>,
     /// Executions so far (one scheduled fire with its retries).
     pub execution_count: i64,
     pub consecutive_failures: i64,
@@ -174,6 +178,7 @@ impl TaskView {
                 .unwrap_or_else(|| "fire_once".to_owned()),
             missed_slots: m.missed_slots,
             retention: stored_json(&m.retention),
+            notify: stored_json(&m.notify),
             execution_count: m.execution_count,
             consecutive_failures: m.consecutive_failures,
             last_execution: last.map(LastExecution::from),
@@ -314,6 +319,61 @@ impl From<&task_logs::Model> for LogEntry {
 pub struct LogsResponse {
     pub logs: Vec<LogEntry>,
     /// All entries that match the filters, not just this page.
+    pub total: u64,
+}
+
+/// One notification of a task: the event and where its delivery stands.
+#[derive(Serialize, ToSchema)]
+pub struct NotificationEntry {
+    /// The delivery's `webhook-id` (the same on every attempt, and after a restart).
+    #[schema(value_type = Uuid)]
+    pub webhook_id: String,
+    #[schema(value_type = NotifyEvent)]
+    pub event: String,
+    /// `pending` (not delivered yet; retries left), `delivered`, or `failed` (retries
+    /// exhausted).
+    #[schema(example = "delivered")]
+    pub status: String,
+    /// Delivery attempts so far.
+    #[schema(minimum = 0)]
+    pub attempts: i32,
+    /// The last attempt's response status, `null` when none came (see `error`).
+    #[schema(required = true)]
+    pub http_status: Option<i32>,
+    /// Why the last attempt failed, if it did.
+    #[schema(required = true)]
+    pub error: Option<String>,
+    /// When the event happened.
+    #[schema(value_type = DateTime<Utc>)]
+    pub created_at: String,
+    #[schema(value_type = Option<DateTime<Utc>>, required = true)]
+    pub delivered_at: Option<String>,
+    /// The JSON body delivered.
+    #[schema(value_type = Object)]
+    pub payload: Value,
+}
+
+impl From<&notifications::Model> for NotificationEntry {
+    fn from(n: &notifications::Model) -> Self {
+        Self {
+            webhook_id: n.notification_id.clone(),
+            event: n.event.clone(),
+            status: n.status.clone(),
+            attempts: n.attempts,
+            http_status: n.http_status,
+            error: n.error.clone(),
+            created_at: to_rfc3339(n.created_at),
+            delivered_at: n.delivered_at.map(to_rfc3339),
+            payload: serde_json::from_str(&n.payload).unwrap_or(Value::Null),
+        }
+    }
+}
+
+/// One page of a task's notifications, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct NotificationsResponse {
+    pub notifications: Vec<NotificationEntry>,
+    /// All of the task's notifications, not just this page.
     pub total: u64,
 }
 

@@ -11,6 +11,8 @@
 //! - [`cron`]: cron expressions (`CronSchedule`): one model of the cron fields, the Quartz and
 //!   crontab dialects, and the fire times with the daylight-saving rules.
 //! - [`stop`]: stop conditions and response matching.
+//! - [`notify`]: a task's notifications and the rule that decides which event an execution's
+//!   end raises.
 //! - [`run`]: one task's run state and the rules applied at each start, fire and attempt's end
 //!   (retries, `Retry-After`, completion, failure, misfire and overlap).
 //! - [`preview`]: a schedule's next fire times with their local times and daylight-saving
@@ -28,6 +30,7 @@ pub mod bounds;
 pub mod cron;
 pub mod error;
 pub mod limits;
+pub mod notify;
 pub mod partition;
 pub mod preview;
 pub mod retention;

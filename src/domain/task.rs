@@ -7,6 +7,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::notify::Notify;
 use super::retention::Retention;
 use super::stop::StopCondition;
 use super::{Schedule, ScheduleError};
@@ -222,6 +223,8 @@ pub struct TaskSpec {
     pub misfire_policy: MisfirePolicy,
     /// The task's own history limits (at most the global ones).
     pub retention: Retention,
+    /// Where the task's events go, if anywhere.
+    pub notify: Option<Notify>,
 }
 
 /// Spread of the backoff jitter: each wait is within ±20 % of its nominal value.
@@ -389,6 +392,7 @@ mod tests {
             retry: RetryOverride::default(),
             misfire_policy: MisfirePolicy::default(),
             retention: Default::default(),
+            notify: None,
         }
     }
 

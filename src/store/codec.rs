@@ -194,6 +194,11 @@ impl Store {
                 serde_json::from_str(r).map_err(|e| corrupt(format!("retention: {e}")))?;
             obj.insert("retention".into(), r);
         }
+        if let Some(n) = &m.notify {
+            let n: serde_json::Value =
+                serde_json::from_str(n).map_err(|e| corrupt(format!("notify: {e}")))?;
+            obj.insert("notify".into(), n);
+        }
         let mut spec = parse_create_within(&v, &InputLimits::MAX)
             .map_err(|e: FieldError| corrupt(e.to_string()))?;
         // Header order and case as the user wrote them.
@@ -283,6 +288,7 @@ impl Store {
             misfire_policy: Some(spec.misfire_policy.as_str().to_owned()),
             missed_slots: state.missed_slots,
             retention: spec.retention.to_stored(),
+            notify: spec.notify.as_ref().map(|n| n.to_json().to_string()),
         })
     }
 }

@@ -9,6 +9,8 @@
 //! - `codec`: rows to domain types and back ([`ActiveTask`], [`RowState`], header sealing).
 //! - `writes`: [`Write`] and how it is applied, batched advances and logs, partition claims.
 //! - `keys`: users' signing keys (sealed secrets, the two-key limit, the change fingerprint).
+//! - `notifications`: the notification outbox: inserts (in the persistence actor's batches),
+//!   the notifier's claims and settlements, a task's list.
 //! - `prune`: history retention's bounded selects and deletes (used by `actors::pruner`, which
 //!   writes beside the persistence actor: its deletes touch only expired rows).
 
@@ -22,6 +24,7 @@ use crate::domain::TaskStatus;
 mod codec;
 mod connection;
 mod keys;
+mod notifications;
 mod prune;
 mod reads;
 mod search;
@@ -30,6 +33,7 @@ mod writes;
 pub use codec::{ActiveTask, RowState, ScheduleRow};
 pub use connection::{connect, connect_with, migrate, sealed_sample, sqlite_file};
 pub use keys::{KeyInsertError, KeySummary};
+pub use notifications::{insert_notifications, Attempted, DELIVERED, FAILED, PENDING};
 pub use prune::{FinishedTask, PruneTask};
 pub use reads::tasks_page_query;
 pub use search::{

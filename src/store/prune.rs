@@ -174,6 +174,10 @@ impl Store {
             .filter(tasks::Column::UpdatedAt.lt(cutoff_ms))
             .exec(&self.db)
             .await?;
+        if r.rows_affected > 0 {
+            // At most `MAX_NOTIFICATIONS_PER_TASK` rows: the task's list is bounded.
+            super::notifications::delete_task_notifications(&self.db, task_id).await?;
+        }
         Ok(r.rows_affected)
     }
 

@@ -13,6 +13,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{active_names, live_names};
+use crate::domain::notify::NotificationRecord;
 use crate::domain::{ExecutionRecord, TaskStatus};
 
 /// A change to storage. The persistence actor applies these in arrival order, batching them.
@@ -59,6 +60,10 @@ pub enum Write {
     },
     /// One execution attempt's record; its row is built here, at the edge ([`log_row`]).
     Log(Box<ExecutionRecord>),
+    /// An event to deliver (README, "Notifications"), written with the execution that raised
+    /// it and delivered by the notifier once committed. Not fenced: like a log row, it records
+    /// what happened on this node.
+    Notify(Box<NotificationRecord>),
     /// Slots were missed while the task could not fire: the new total and the next run (the
     /// catch-up's slot, or the slot after the ones skipped), in one statement, so a restart
     /// before the catch-up ends counts nothing twice. Never revives a task that is no longer
@@ -167,6 +172,7 @@ pub async fn apply_write<C: ConnectionTrait>(db: &C, w: &Write) -> Result<u64, D
                     Expr::value(m.misfire_policy.clone()),
                 )
                 .col_expr(tasks::Column::Retention, Expr::value(m.retention.clone()))
+                .col_expr(tasks::Column::Notify, Expr::value(m.notify.clone()))
                 .col_expr(tasks::Column::NextRunTime, Expr::value(m.next_run_time))
                 .col_expr(tasks::Column::Version, Expr::value(expected_version + 1))
                 .col_expr(tasks::Column::UpdatedAt, Expr::value(m.updated_at))
@@ -242,6 +248,9 @@ pub async fn apply_write<C: ConnectionTrait>(db: &C, w: &Write) -> Result<u64, D
             Ok(r.rows_affected)
         }
         Write::Log(r) => insert_logs(db, &[log_row(r)]).await,
+        Write::Notify(r) => {
+            super::notifications::insert_notifications(db, std::slice::from_ref(&**r)).await
+        }
         Write::Missed {
             task_id,
             next_run_time,
@@ -257,6 +266,7 @@ pub async fn apply_write<C: ConnectionTrait>(db: &C, w: &Write) -> Result<u64, D
             Ok(r.rows_affected)
         }
         Write::DeleteTask { task_id } => {
+            super::notifications::delete_task_notifications(db, task_id).await?;
             task_logs::Entity::delete_many()
                 .filter(task_logs::Column::TaskId.eq(task_id.clone()))
                 .exec(db)

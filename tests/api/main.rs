@@ -19,6 +19,7 @@ mod log_filters;
 mod metrics;
 mod migrations;
 mod misfire;
+mod notify;
 mod openapi;
 mod outbound;
 mod pause;

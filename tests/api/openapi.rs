@@ -13,7 +13,7 @@ use crate::helpers::*;
 
 /// What the API serves: (method, path template), as README's endpoint table lists it, plus the
 /// document itself.
-const SERVED: [(&str, &str); 20] = [
+const SERVED: [(&str, &str); 21] = [
     ("POST", "/api/v1/tasks"),
     ("GET", "/api/v1/tasks/{task_id}"),
     ("PATCH", "/api/v1/tasks/{task_id}"),
@@ -23,6 +23,7 @@ const SERVED: [(&str, &str); 20] = [
     ("PUT", "/api/v1/tasks/{task_id}/resume"),
     ("POST", "/api/v1/tasks/{task_id}/run"),
     ("GET", "/api/v1/tasks/{task_id}/logs"),
+    ("GET", "/api/v1/tasks/{task_id}/notifications"),
     ("GET", "/api/v1/tasks/{task_id}/preview"),
     ("POST", "/api/v1/schedules/preview"),
     ("GET", "/api/v1/users/{user_id}/tasks"),

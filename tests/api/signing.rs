@@ -28,7 +28,7 @@ fn verifies_with(secret: &str, arrival: &Arrival, body: &[u8]) -> bool {
     wh.verify(body, &headers).is_ok()
 }
 
-fn verifies(secret: &str, arrival: &Arrival) -> bool {
+pub(crate) fn verifies(secret: &str, arrival: &Arrival) -> bool {
     verifies_with(secret, arrival, arrival.body.as_bytes())
 }
 
@@ -55,7 +55,7 @@ async fn keys_request(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn create_key(app: &TestApp, user: i64) -> (String, String) {
+pub(crate) async fn create_key(app: &TestApp, user: i64) -> (String, String) {
     let (status, v) = keys_request(
         app,
         reqwest::Method::POST,

@@ -16,6 +16,8 @@ mod mariadb;
 mod analysis;
 mod cluster;
 mod db;
+#[path = "../api/sink.rs"]
+mod hooks;
 mod node;
 mod partition;
 mod procs;
@@ -27,6 +29,7 @@ mod api;
 mod failover;
 mod infra;
 mod join;
+mod notify;
 mod pause;
 mod reconcile;
 mod run_now;

@@ -83,6 +83,7 @@ impl Handler<Redefine> for TaskActor {
         }
         let mut new = *msg.task;
         self.request = outbound(&mut new, &self.deps.dispatcher);
+        self.notify = new.spec.notify.take().map(Arc::new);
         self.user_id = new.spec.user_id;
         let next = new.next_run_time;
         let (rules, _) = run_parts(new, &self.deps);

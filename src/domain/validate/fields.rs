@@ -55,7 +55,7 @@ pub(super) fn required<'a>(
 }
 
 /// A JSON integer in `min..=max`; floats and numeric strings are refused.
-fn whole_number(field: &str, v: &Value, min: u64, max: u64) -> Result<u64, FieldError> {
+pub(super) fn whole_number(field: &str, v: &Value, min: u64, max: u64) -> Result<u64, FieldError> {
     let n = match v {
         Value::Number(n) => n,
         Value::String(_) => {
@@ -99,7 +99,16 @@ pub(super) fn parse_type(v: &Value) -> Result<TaskType, FieldError> {
 }
 
 pub(super) fn parse_endpoint(v: &Value, limits: &InputLimits) -> Result<url::Url, FieldError> {
-    let field = "http_endpoint";
+    parse_url("http_endpoint", v, limits)
+}
+
+/// An outbound URL (`http_endpoint`, `notify.url`): http or https, a host, no credentials, at
+/// most `limits.max_url_bytes` once normalised. Errors name `field`.
+pub(super) fn parse_url(
+    field: &str,
+    v: &Value,
+    limits: &InputLimits,
+) -> Result<url::Url, FieldError> {
     let Value::String(s) = v else {
         return Err(FieldError::new(field, "must be a URL string"));
     };

@@ -9,6 +9,7 @@
 //! are done by the caller; this module only checks the URL's form.
 
 mod fields;
+mod notify;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -17,6 +18,7 @@ use super::cron::CronSchedule;
 use super::error::shorten;
 pub use super::error::FieldError;
 pub use super::limits::InputLimits;
+use super::notify::Notify;
 use super::retention::{parse_retention, Retention};
 use super::stop::StopCondition;
 use super::task::{Method, MisfirePolicy, RetryOverride, TaskSpec, TaskType};
@@ -26,9 +28,10 @@ use fields::{
     parse_stop_condition, parse_timezone, parse_type, parse_user_id, required, validate_cron,
 };
 pub use fields::{MAX_BACKOFF_MS, MAX_INTERVAL_SECONDS, MAX_RETRIES};
+use notify::parse_notify;
 
 /// The fields PATCH may change.
-const PATCHABLE: [&str; 12] = [
+const PATCHABLE: [&str; 13] = [
     "http_endpoint",
     "method",
     "headers",
@@ -41,6 +44,7 @@ const PATCHABLE: [&str; 12] = [
     "retry",
     "misfire_policy",
     "retention",
+    "notify",
 ];
 
 /// Task fields that exist but PATCH may not change.
@@ -91,6 +95,7 @@ pub fn parse_create_within(v: &Value, limits: &InputLimits) -> Result<TaskSpec, 
     let retry = parse_retry(field("retry"))?;
     let misfire_policy = parse_misfire_policy(field("misfire_policy"))?;
     let retention = parse_retention(field("retention"), limits.retention)?;
+    let notify = parse_notify(field("notify"), limits)?;
 
     Ok(TaskSpec {
         user_id,
@@ -107,6 +112,7 @@ pub fn parse_create_within(v: &Value, limits: &InputLimits) -> Result<TaskSpec, 
         retry,
         misfire_policy,
         retention,
+        notify,
     })
 }
 
@@ -190,6 +196,8 @@ pub struct TaskPatch {
     pub misfire_policy: Option<MisfirePolicy>,
     /// `Some(Retention::default())` (from `null`) goes back to the global limits.
     pub retention: Option<Retention>,
+    /// `Some(None)` (from `null`) removes the task's notifications.
+    pub notify: Option<Option<Notify>>,
 }
 
 impl TaskPatch {
@@ -266,6 +274,9 @@ pub fn parse_patch_within(v: &Value, limits: &InputLimits) -> Result<TaskPatch, 
     if let Some(v) = object.get("retention") {
         patch.retention = Some(parse_retention(v, limits.retention)?);
     }
+    if let Some(v) = object.get("notify") {
+        patch.notify = Some(parse_notify(v, limits)?);
+    }
     Ok(patch)
 }
 
@@ -330,6 +341,9 @@ pub fn apply_patch(spec: &TaskSpec, patch: TaskPatch) -> Result<TaskSpec, FieldE
     }
     if let Some(retention) = patch.retention {
         next.retention = retention;
+    }
+    if let Some(notify) = patch.notify {
+        next.notify = notify;
     }
 
     match kind {
