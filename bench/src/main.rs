@@ -15,6 +15,7 @@
 //! cargo run --release -p tickwheel-bench -- precision --tasks 2000 --period 1 --duration 10 --shape spread
 //! cargo run --release -p tickwheel-bench -- retention --retention-rows 10000000 --retention-backends sqlite
 //! cargo run --release -p tickwheel-bench -- signing
+//! cargo run --release -p tickwheel-bench -- limit
 //! ```
 
 mod api;
@@ -53,6 +54,9 @@ pub enum Scenario {
     /// Aligned and spread precision with every call signed by two keys, alternating with
     /// unsigned runs of the same size.
     Signing,
+    /// tickwheel beside the scheduler-free yardstick (`tickwheel-limit`), alternating, three
+    /// rounds: p99 and CPU per fire, and their ratios.
+    Limit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -13,6 +13,8 @@ use crate::sink::{now_us, Sink};
 use crate::stats::{self, Expectation, Precision};
 use crate::{plot, Args, Scenario, Shape};
 
+#[path = "limit.rs"]
+mod limit;
 #[path = "retention.rs"]
 mod retention;
 
@@ -186,6 +188,7 @@ pub async fn run_all(args: &Args, bins: &Binaries) -> anyhow::Result<()> {
                 retention::retention(&mut report, args, bins, &sink).await?;
             }
             Scenario::Signing => signing(&mut report, args, bins, &sink).await?,
+            Scenario::Limit => limit::limit(&mut report, args, bins, &sink).await?,
         }
     }
     let doc = json!({
@@ -310,10 +313,15 @@ async fn precision(
     period_s: u64,
     window_s: u64,
 ) -> anyhow::Result<Precision> {
-    precision_with(report, bins, sink, shape, n, period_s, window_s, false).await
+    Ok(
+        precision_with(report, bins, sink, shape, n, period_s, window_s, false)
+            .await?
+            .0,
+    )
 }
 
-/// [`precision`], with every call signed by two keys when `signed`.
+/// [`precision`], with every call signed by two keys when `signed`; also the server's CPU
+/// time per expected fire (µs).
 #[allow(clippy::too_many_arguments)]
 async fn precision_with(
     report: &mut Report,
@@ -324,7 +332,7 @@ async fn precision_with(
     period_s: u64,
     window_s: u64,
     signed: bool,
-) -> anyhow::Result<Precision> {
+) -> anyhow::Result<(Precision, f64)> {
     let name = format!(
         "{} {n} tasks / {period_s} s{}",
         shape_name(shape),
@@ -383,7 +391,7 @@ async fn precision_with(
             }],
         )?;
     }
-    Ok(p)
+    Ok((p, cpu_us_per_fire))
 }
 
 /// `tickwheel_outbound_calls_total` by its `signatures` label, read from `/metrics`.
@@ -431,7 +439,7 @@ async fn signing(
                 [true, false]
             };
             for signed in order {
-                let p =
+                let (p, _) =
                     precision_with(report, bins, sink, shape, n, period, window, signed).await?;
                 p99[signed as usize].push(p.lateness_ms.p99);
             }

@@ -14,6 +14,8 @@ const JWT_SECRET: &str = "tickwheel-bench-secret-0123456789abcdef";
 pub struct Binaries {
     pub tickwheel: PathBuf,
     pub peer: PathBuf,
+    /// The scheduler-free yardstick (`tickwheel-limit`).
+    pub limit: PathBuf,
 }
 
 impl Binaries {
@@ -37,6 +39,7 @@ impl Binaries {
             for (package, bin) in [
                 ("tickwheel", "tickwheel"),
                 ("tickwheel-bench", "tickwheel-peer"),
+                ("tickwheel-bench", "tickwheel-limit"),
             ] {
                 eprintln!("building {bin} (cargo build --release -p {package} --bin {bin}) …");
                 let status = Command::new(&cargo)
@@ -55,10 +58,15 @@ impl Binaries {
             None => dir.join("tickwheel"),
         };
         let peer = dir.join("tickwheel-peer");
+        let limit = dir.join("tickwheel-limit");
         if !tickwheel.exists() {
             bail!("no tickwheel binary at {}", tickwheel.display());
         }
-        Ok(Self { tickwheel, peer })
+        Ok(Self {
+            tickwheel,
+            peer,
+            limit,
+        })
     }
 }
 
