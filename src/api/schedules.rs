@@ -96,7 +96,10 @@ pub fn preview_of(state: &AppState, v: &Value) -> Result<PreviewResponse, ApiErr
     let fires = preview::start_of_schedule(&schedule, start_ms, now)
         .map(|start| preview::fires(&schedule, zone, start, count))
         .unwrap_or_default();
-    Ok(PreviewResponse::new(&fires, preview::zone_of(&schedule, zone)))
+    Ok(PreviewResponse::new(
+        &fires,
+        preview::zone_of(&schedule, zone),
+    ))
 }
 
 /// Preview a task's next runs.

@@ -238,7 +238,10 @@ pub async fn patch_of(
     if let Some(url) = &patch.http_endpoint {
         check_endpoint(state, url).await?;
     }
-    let fresh = state.tasks().patch(who, task_id, m, expected, patch).await?;
+    let fresh = state
+        .tasks()
+        .patch(who, task_id, m, expected, patch)
+        .await?;
     task_view(state, &fresh).await
 }
 

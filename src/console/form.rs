@@ -287,7 +287,10 @@ fn values_of_task(t: &TaskView) -> HashMap<String, String> {
     if let Some(i) = t.interval_seconds {
         put("interval_seconds", i.to_string());
     }
-    put("cron_expression", t.cron_expression.clone().unwrap_or_default());
+    put(
+        "cron_expression",
+        t.cron_expression.clone().unwrap_or_default(),
+    );
     put("timezone", t.timezone.clone().unwrap_or_default());
     put("start_time", t.start_time.clone().unwrap_or_default());
     if t.stop_condition.as_object().is_some_and(|o| !o.is_empty()) {
@@ -473,7 +476,11 @@ pub async fn dry_run(
                     .as_ref()
                     .map(|b| serde_json::to_string_pretty(b).unwrap_or_default())
                     .unwrap_or_default(),
-                times: d.next_run_times.iter().map(|t| view::short_time(t)).collect(),
+                times: d
+                    .next_run_times
+                    .iter()
+                    .map(|t| view::short_time(t))
+                    .collect(),
                 d,
             }
             .render()?;
@@ -530,10 +537,19 @@ mod tests {
 
     #[test]
     fn an_api_message_is_shown_at_the_field_it_names() {
-        assert_eq!(field_of("interval_seconds: must be at least 1"), "interval_seconds");
-        assert_eq!(field_of("retry.max_retries: at most 10"), "retry.max_retries");
+        assert_eq!(
+            field_of("interval_seconds: must be at least 1"),
+            "interval_seconds"
+        );
+        assert_eq!(
+            field_of("retry.max_retries: at most 10"),
+            "retry.max_retries"
+        );
         assert_eq!(field_of("headers.X-Key: too long"), "headers");
-        assert_eq!(field_of("stop_condition.max_cnt: must be ≥ 1"), "stop_condition");
+        assert_eq!(
+            field_of("stop_condition.max_cnt: must be ≥ 1"),
+            "stop_condition"
+        );
         assert_eq!(field_of("the user's active tasks would exceed 5"), "");
     }
 }

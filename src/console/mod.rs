@@ -47,7 +47,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/tasks/{task_id}", web::get().to(pages::task))
         .route("/tasks/{task_id}/edit", web::get().to(form::edit_page))
         .route("/tasks/{task_id}/edit", web::post().to(form::edit))
-        .route("/tasks/{task_id}/confirm/{action}", web::get().to(pages::confirm))
+        .route(
+            "/tasks/{task_id}/confirm/{action}",
+            web::get().to(pages::confirm),
+        )
         .route("/tasks/{task_id}/{action}", web::post().to(pages::act))
         .route("/console/console.css", web::get().to(css))
         .route("/console/console.js", web::get().to(js));

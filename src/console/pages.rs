@@ -125,7 +125,12 @@ fn counts_of(c: &StatusCounts) -> [(&'static str, u64); 6] {
 
 fn list_href(user: &str, status: &str, task_type: &str, q: &str, page: u64) -> String {
     let mut out = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in [("user", user), ("status", status), ("type", task_type), ("q", q)] {
+    for (k, v) in [
+        ("user", user),
+        ("status", status),
+        ("type", task_type),
+        ("q", q),
+    ] {
         if !v.is_empty() {
             out.append_pair(k, v);
         }
@@ -180,7 +185,10 @@ pub async fn list(
     for t in &list.tasks {
         let id = parse_task_id(&t.task_id)?;
         let last = state.store.last_log(id).await.map_err(ApiError::from)?;
-        rows.push(TaskRow::new(t, last.as_ref().map(LastExecution::from).as_ref()));
+        rows.push(TaskRow::new(
+            t,
+            last.as_ref().map(LastExecution::from).as_ref(),
+        ));
     }
     let counts = counts_of(&list.counts);
     let first = page_no * PAGE_SIZE;
@@ -189,7 +197,7 @@ pub async fn list(
         counts: counts
             .iter()
             .map(|(st, n)| Count {
-                status: *st,
+                status: st,
                 n: *n,
                 href: list_href(&user, st, &task_type, &text, 0),
                 current: status == *st,
@@ -279,8 +287,7 @@ pub async fn task(
     let task_id = parse_task_id(&path)?;
     let q = query(&req);
     let t = api::tasks::view_of(&state, &s.who, task_id).await?;
-    let preview =
-        api::schedules::task_preview_of(&state, &s.who, task_id, PREVIEW_COUNT).await?;
+    let preview = api::schedules::task_preview_of(&state, &s.who, task_id, PREVIEW_COUNT).await?;
     let outcome = field(&q, "outcome").to_owned();
     let page_no: u64 = field(&q, "page").parse().unwrap_or(0).min(u32::MAX as u64);
     let mut pairs = vec![
@@ -389,8 +396,7 @@ pub async fn act(
             return Ok(see_other("/?done=deleted"));
         }
         "run" => {
-            let r = api::run_now::run_of(&state, &s.who, task_id, s.authorization(), false)
-                .await?;
+            let r = api::run_now::run_of(&state, &s.who, task_id, s.authorization(), false).await?;
             if !r.status().is_success() {
                 return Ok(refused(&s, r, &back).await);
             }
@@ -435,10 +441,7 @@ struct ClusterPage {
 }
 
 /// The cluster as this node sees it (admin).
-pub async fn cluster(
-    state: web::Data<AppState>,
-    s: Session,
-) -> Result<HttpResponse, ConsoleError> {
+pub async fn cluster(state: web::Data<AppState>, s: Session) -> Result<HttpResponse, ConsoleError> {
     let v = api::cluster::view_of(&state, &s.who).await?;
     page(ClusterPage {
         layout: Layout::of(&s),

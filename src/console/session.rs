@@ -51,11 +51,7 @@ impl Session {
             .iter()
             .find(|(k, _)| k == CSRF_FIELD)
             .map(|(_, v)| v.as_str())
-            .or_else(|| {
-                req.headers()
-                    .get(CSRF_HEADER)
-                    .and_then(|v| v.to_str().ok())
-            })
+            .or_else(|| req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()))
             .unwrap_or("");
         let secret = secret_of(req)?;
         let Ok(sent) = URL_SAFE_NO_PAD.decode(sent) else {

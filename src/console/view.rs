@@ -80,7 +80,13 @@ impl TaskRow {
             last,
             last_outcome,
             task_id: t.task_id.clone(),
-            short_id: t.task_id.chars().take(8).collect(),
+            // The end of the id: a v7 id begins with its creation time, shared by neighbours.
+            short_id: format!(
+                "…{}",
+                t.task_id
+                    .get(t.task_id.len().saturating_sub(8)..)
+                    .unwrap_or(&t.task_id)
+            ),
             status: t.status.clone(),
             task_type: t.task_type.clone(),
             endpoint: t.http_endpoint.clone(),
@@ -267,9 +273,18 @@ mod tests {
 
     #[test]
     fn schedules_read_as_words() {
-        assert_eq!(schedule_words("interval", Some(20), None, None), "every 20 s");
-        assert_eq!(schedule_words("interval", Some(300), None, None), "every 5 min");
-        assert_eq!(schedule_words("interval", Some(7200), None, None), "every 2 h");
+        assert_eq!(
+            schedule_words("interval", Some(20), None, None),
+            "every 20 s"
+        );
+        assert_eq!(
+            schedule_words("interval", Some(300), None, None),
+            "every 5 min"
+        );
+        assert_eq!(
+            schedule_words("interval", Some(7200), None, None),
+            "every 2 h"
+        );
         assert_eq!(
             schedule_words("cron", None, Some("0 0 12 * * ?"), Some("Europe/Berlin")),
             "0 0 12 * * ? in Europe/Berlin"

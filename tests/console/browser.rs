@@ -6,7 +6,7 @@
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::elements::Element;
@@ -22,16 +22,17 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 /// chromedriver and the browser it starts, in a process group of their own: killed together
 /// when dropped, so no browser outlives its test.
 struct Driver {
-    pgid: i32,
+    child: Child,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        // SAFETY: kill(2) with a negative pid signals the process group we created; it has no
-        // memory-safety preconditions.
+        // SAFETY: kill(2) with a negative pid signals the process group we created (its id
+        // is chromedriver's); it has no memory-safety preconditions.
         unsafe {
-            libc::kill(-self.pgid, libc::SIGKILL);
+            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
         }
+        let _ = self.child.wait();
     }
 }
 
@@ -74,9 +75,7 @@ impl Browser {
             .process_group(0)
             .spawn()
             .expect("chromedriver starts");
-        let driver = Driver {
-            pgid: child.id() as i32,
-        };
+        let driver = Driver { child };
         let profile = tempfile::tempdir().expect("profile dir");
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("chrome"));
@@ -124,7 +123,12 @@ impl Browser {
     }
 
     pub async fn path(&self) -> String {
-        self.client.current_url().await.expect("a url").path().to_owned()
+        self.client
+            .current_url()
+            .await
+            .expect("a url")
+            .path()
+            .to_owned()
     }
 
     pub async fn find(&self, css: &str) -> Element {

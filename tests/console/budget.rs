@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use entities::tasks;
-use sea_orm::Set;
 use sea_orm::EntityTrait;
+use sea_orm::Set;
 
 use crate::helpers::*;
 
@@ -85,7 +85,10 @@ async fn the_first_page_with_10000_tasks_answers_within_300_ms() {
         let html = r.text().await.expect("a page");
         times.push(start.elapsed());
         assert!(html.contains("1–50 of 10000"), "{html}");
-        assert!(html.contains("completed <b>5000</b>"), "the counts per status");
+        assert!(
+            html.contains("completed <b>5000</b>"),
+            "the counts per status"
+        );
     }
     times.sort();
     eprintln!("first page with 10,000 tasks: {times:?}");
@@ -109,7 +112,10 @@ async fn the_assets_weigh_under_200_kb_and_come_from_the_binary() {
         .await
         .expect("a page");
     // The page names only assets of its own origin: no CDN, no external font.
-    assert!(!signin.contains("http://") && !signin.contains("https://"), "{signin}");
+    assert!(
+        !signin.contains("http://") && !signin.contains("https://"),
+        "{signin}"
+    );
     let mut total = signin.len();
     for asset in ["/console/console.css", "/console/console.js"] {
         assert!(signin.contains(asset), "{asset} is linked");

@@ -28,7 +28,8 @@ async fn act(b: &Browser, id: &str) {
 #[actix_web::test]
 async fn a_task_is_created_watched_changed_and_deleted_through_the_console() {
     let app = spawn_app(Backend::Sqlite).await;
-    app.sink.default_reply("/hook", Reply::json(serde_json::json!({"ok": true})));
+    app.sink
+        .default_reply("/hook", Reply::json(serde_json::json!({"ok": true})));
     let b = Browser::start(&app.address).await;
 
     // Signed out, the console sends the browser to sign in.
@@ -39,7 +40,8 @@ async fn a_task_is_created_watched_changed_and_deleted_through_the_console() {
 
     // The form: an interval of 0 is refused next to its field by the live check.
     b.click("a[href='/tasks/new']").await;
-    b.wait_text("h1", "the create form", |t| t == "New task").await;
+    b.wait_text("h1", "the create form", |t| t == "New task")
+        .await;
     b.fill("#http_endpoint", &app.sink.url("/hook")).await;
     b.fill("#interval_seconds", "0").await;
     let error = b
@@ -52,19 +54,26 @@ async fn a_task_is_created_watched_changed_and_deleted_through_the_console() {
 
     // Submitted anyway, the server shows the API's error at the field too.
     b.click("#submit").await;
-    b.wait_text("#err-interval_seconds", "the refused create's field error", |t| {
-        t.contains("interval_seconds")
-    })
+    b.wait_text(
+        "#err-interval_seconds",
+        "the refused create's field error",
+        |t| t.contains("interval_seconds"),
+    )
     .await;
 
     // Fixed, the error goes and the preview shows the next ten fire times.
     b.fill("#interval_seconds", "1").await;
     b.fill("#stop_condition", "{\"max_cnt\": 1000}").await;
-    b.wait_text("#preview", "the live preview", |t| !t.contains("Type a schedule"))
-        .await;
+    b.wait_text("#preview", "the live preview", |t| {
+        !t.contains("Type a schedule")
+    })
+    .await;
     let start = Instant::now();
     while b.count("#preview li").await != 10 {
-        assert!(start.elapsed() < PATIENCE, "the preview never listed 10 times");
+        assert!(
+            start.elapsed() < PATIENCE,
+            "the preview never listed 10 times"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(b.text("#err-interval_seconds").await, "");
@@ -79,15 +88,23 @@ async fn a_task_is_created_watched_changed_and_deleted_through_the_console() {
     b.screenshot("form").await;
 
     b.click("#submit").await;
-    b.wait_text("#done", "the created task's page", |t| t.contains("created"))
-        .await;
+    b.wait_text("#done", "the created task's page", |t| {
+        t.contains("created")
+    })
+    .await;
     let task_path = b.path().await;
     let task_id = task_path.trim_start_matches("/tasks/").to_owned();
     assert_eq!(app.task(&task_id).await["interval_seconds"], 1);
 
-    // Its executions appear in the log.
+    // Its executions appear in the log, and in the chart.
     wait_for_log(&b, &task_path, "the first log rows", |t| t.contains("200")).await;
+    wait_for_log(&b, &task_path, "a few log rows", |t| {
+        t.matches("200").count() >= 4
+    })
+    .await;
     assert!(b.count("svg.chart").await == 1, "the chart is drawn");
+    b.client.set_window_size(1280, 1500).await.expect("resized");
+    b.goto(&task_path).await;
     b.screenshot("task").await;
     // Readable at 400 px: nothing wider than the window but the tables, which scroll.
     b.client.set_window_size(400, 900).await.expect("resized");
@@ -103,7 +120,8 @@ async fn a_task_is_created_watched_changed_and_deleted_through_the_console() {
 
     // Pause and resume.
     act(&b, "pause").await;
-    b.wait_text("#task-status", "paused", |t| t == "paused").await;
+    b.wait_text("#task-status", "paused", |t| t == "paused")
+        .await;
     assert_eq!(app.task(&task_id).await["status"], "paused");
     act(&b, "resume").await;
     b.wait_text("#task-status", "running again", |t| t == "running")
@@ -128,11 +146,15 @@ async fn a_task_is_created_watched_changed_and_deleted_through_the_console() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    wait_for_log(&b, &task_path, "the manual run's row", |t| t.contains("manual")).await;
+    wait_for_log(&b, &task_path, "the manual run's row", |t| {
+        t.contains("manual")
+    })
+    .await;
 
     // Edit the interval.
     act(&b, "edit").await;
-    b.wait_text("h1", "the edit form", |t| t.starts_with("Edit task")).await;
+    b.wait_text("h1", "the edit form", |t| t.starts_with("Edit task"))
+        .await;
     b.fill("#interval_seconds", "2").await;
     b.click("#submit").await;
     b.wait_text("#done", "the changed task", |t| t.contains("changed"))
@@ -145,15 +167,20 @@ async fn a_task_is_created_watched_changed_and_deleted_through_the_console() {
     b.wait_text("h1", "the confirmation", |t| t.contains("Cancel the task"))
         .await;
     b.click("#confirm").await;
-    b.wait_text("#task-status", "stopped", |t| t == "stopped").await;
+    b.wait_text("#task-status", "stopped", |t| t == "stopped")
+        .await;
 
     // Delete, confirmed.
     act(&b, "delete").await;
-    b.wait_text("h1", "the confirmation", |t| t.contains("Delete permanently"))
-        .await;
+    b.wait_text("h1", "the confirmation", |t| {
+        t.contains("Delete permanently")
+    })
+    .await;
     b.click("#confirm").await;
-    b.wait_text(".notice", "the list after deleting", |t| t.contains("deleted"))
-        .await;
+    b.wait_text(".notice", "the list after deleting", |t| {
+        t.contains("deleted")
+    })
+    .await;
     let (status, _) = app
         .get_json(&format!("/api/v1/tasks/{task_id}"), 1001)
         .await;
@@ -194,9 +221,11 @@ async fn the_task_list_shows_counts_filters_and_pages() {
     b.goto("/").await;
     b.fill("input[name=q]", "special").await;
     b.click("form.filters button").await;
-    b.wait_text("#showing", "the search", |t| t.contains("of 11")).await;
+    b.wait_text("#showing", "the search", |t| t.contains("of 11"))
+        .await;
 
     b.goto("/?status=paused").await;
-    b.wait_text("#showing", "no paused task", |t| t.contains("no tasks")).await;
+    b.wait_text("#showing", "no paused task", |t| t.contains("no tasks"))
+        .await;
     b.close().await;
 }
