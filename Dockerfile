@@ -37,6 +37,8 @@ RUN mkdir -p src entities/src migration/src bench/src/bin \
 # The release profile keeps line tables for panic backtraces; compressing the debug
 # sections shrinks the binary from about 145 MB to about 60 MB and backtraces still work.
 COPY src src
+# The console's HTML templates, compiled into the binary.
+COPY templates templates
 COPY entities/src entities/src
 COPY migration/src migration/src
 RUN touch src/main.rs src/lib.rs entities/src/lib.rs migration/src/lib.rs \

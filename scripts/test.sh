@@ -5,7 +5,8 @@
 # not answering, and fails loudly when it cannot be reached. The cluster tests (tests/cluster)
 # start their own ZooKeeper and Redis servers, one of each per test: this script installs the
 # Debian packages that bring them (zookeeper, with a JRE, and redis-server) when they are
-# missing, and starts neither.
+# missing, and starts neither. The console tests (tests/console) drive a headless Chromium:
+# the script installs Debian's chromium and chromium-driver when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,14 +15,14 @@ apt_install() {
   local sudo=()
   if [ "$(id -u)" -ne 0 ]; then
     if ! command -v sudo >/dev/null 2>&1; then
-      echo "the cluster tests need the Debian packages $*; run as root (or with sudo) to install them" >&2
+      echo "the cluster and console tests need the Debian packages $*; run as root (or with sudo) to install them" >&2
       exit 1
     fi
     sudo=(sudo)
   fi
   echo "installing $*"
   if ! { "${sudo[@]}" apt-get update && "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"; }; then
-    echo "installing $* failed; the cluster tests need them" >&2
+    echo "installing $* failed; the cluster and console tests need them" >&2
     exit 1
   fi
 }
@@ -29,6 +30,8 @@ apt_install() {
 missing=()
 [ -f /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 if [ "${#missing[@]}" -gt 0 ]; then
   apt_install "${missing[@]}"
 fi

@@ -6,6 +6,8 @@
 //!
 //! - [`api`]: the REST edge — handlers (parse → authorise → call → view), the wire types they
 //!   answer with, the error code table, `/metrics`, the OpenAPI document and Swagger UI.
+//! - [`console`]: the web console at `/` — server-rendered pages over the very operations the
+//!   API handlers call, with the signed-in user's token (cookie) and CSRF checks.
 //! - [`service`]: the use cases behind the handlers: a task's create, patch, cancel and delete
 //!   (commit, then activate, then notify the cluster), with the optimistic-lock retry.
 //! - [`startup`]: builds every actor and the HTTP server from the configuration.
@@ -34,6 +36,7 @@ pub mod api;
 pub mod auth;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod crypto;
 pub mod domain;
 pub mod healthcheck;

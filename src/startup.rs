@@ -431,6 +431,7 @@ impl Application {
                     .route("/metrics", web::get().to(api::metrics::scrape));
             }
             app.configure(api::configure)
+                .configure(crate::console::configure)
                 .default_service(web::to(api::not_found))
         })
         .listen(listener)?

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::HttpRequest;
 
 use super::views::{DryRunRequest, DryRunResponse, DryRunWarning};
 use super::{query_pairs, ApiError, AppState};
@@ -38,7 +38,7 @@ pub fn requested(req: &HttpRequest) -> Result<bool, ApiError> {
 }
 
 /// Checks `spec` as a create would and answers with what it would do; nothing is stored or sent.
-pub async fn answer(state: &AppState, spec: TaskSpec) -> Result<HttpResponse, ApiError> {
+pub async fn answer(state: &AppState, spec: TaskSpec) -> Result<DryRunResponse, ApiError> {
     let checked = dry_run(
         &state.store,
         &state.quotas,
@@ -47,7 +47,7 @@ pub async fn answer(state: &AppState, spec: TaskSpec) -> Result<HttpResponse, Ap
         now_ms(),
     )
     .await?;
-    Ok(HttpResponse::Ok().json(DryRunResponse {
+    Ok(DryRunResponse {
         status: "success",
         request: request_of(&spec, state.keys.count(spec.user_id)),
         next_run_times: checked.next_run_times.into_iter().map(to_rfc3339).collect(),
@@ -59,7 +59,7 @@ pub async fn answer(state: &AppState, spec: TaskSpec) -> Result<HttpResponse, Ap
                 message: w.message,
             })
             .collect(),
-    }))
+    })
 }
 
 /// The request as the dispatcher would send it: the task's headers (values redacted), then

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::views::{ErrorBody, RunNowResponse};
 use super::{ApiError, AppState, Auth};
+use crate::auth::Principal;
 use crate::cluster::membership::GetView;
 use crate::service::tasks::RunNowOutcome;
 
@@ -55,27 +56,47 @@ pub async fn run(
     Auth(who): Auth,
 ) -> Result<HttpResponse, ApiError> {
     let task_id = super::tasks::parse_task_id(&path)?;
+    run_of(
+        &state,
+        &who,
+        task_id,
+        req.headers().get(header::AUTHORIZATION).cloned(),
+        req.headers().contains_key(FORWARDED),
+    )
+    .await
+}
+
+/// Runs a task the caller may change now, here or (cluster mode) on its owner, which is sent
+/// the caller's `authorization`; `forwarded`: this request was already forwarded once.
+pub async fn run_of(
+    state: &AppState,
+    who: &Principal,
+    task_id: Uuid,
+    authorization: Option<header::HeaderValue>,
+    forwarded: bool,
+) -> Result<HttpResponse, ApiError> {
     let tasks = state.tasks();
-    let m = tasks.owned(&who, task_id).await?;
-    match tasks.run_now(&who, task_id, m).await? {
+    let m = tasks.owned(who, task_id).await?;
+    match tasks.run_now(who, task_id, m).await? {
         RunNowOutcome::Started(slot) => {
             Ok(HttpResponse::Accepted().json(RunNowResponse::new(slot)))
         }
-        RunNowOutcome::Elsewhere => forward(&req, &state, task_id).await,
+        RunNowOutcome::Elsewhere => forward(state, task_id, authorization, forwarded).await,
     }
 }
 
 /// Sends the request to the node that owns the task's partition and returns its answer.
 async fn forward(
-    req: &HttpRequest,
     state: &AppState,
     task_id: Uuid,
+    authorization: Option<header::HeaderValue>,
+    forwarded: bool,
 ) -> Result<HttpResponse, ApiError> {
     let not_ready = |why: &str| ApiError::NotReady(format!("the task's node {why}; try again"));
     let Some(cluster) = &state.cluster else {
         return Err(not_ready("is not ready"));
     };
-    if req.headers().contains_key(FORWARDED) {
+    if forwarded {
         // The sender thought this node owns it: ownership is moving.
         return Err(not_ready("is changing"));
     }
@@ -95,8 +116,8 @@ async fn forward(
         .finish()
         .post(&url)
         .insert_header((FORWARDED, state.node_id.as_str()));
-    if let Some(auth) = req.headers().get(header::AUTHORIZATION) {
-        out = out.insert_header((header::AUTHORIZATION, auth.clone()));
+    if let Some(auth) = authorization {
+        out = out.insert_header((header::AUTHORIZATION, auth));
     }
     let mut resp = match out.send().await {
         Ok(r) => r,

@@ -74,9 +74,14 @@ pub async fn preview(
     Auth(_who): Auth,
 ) -> Result<HttpResponse, ApiError> {
     let v = json_body(&req, payload, state.max_body_bytes).await?;
-    let spec = parse_schedule_within(&v, &state.input_limits)?;
+    Ok(HttpResponse::Ok().json(preview_of(&state, &v)?))
+}
+
+/// The next fire times of the schedule fields in `v` (a preview body).
+pub fn preview_of(state: &AppState, v: &Value) -> Result<PreviewResponse, ApiError> {
+    let spec = parse_schedule_within(v, &state.input_limits)?;
     let display = parse_display_timezone(v.get("timezone"))?;
-    let count = count_of_body(&v)?;
+    let count = count_of_body(v)?;
     let now = now_ms();
     let start_ms = spec.start_time.map(|t| t.timestamp_millis());
     let schedule = Schedule::build(
@@ -91,10 +96,10 @@ pub async fn preview(
     let fires = preview::start_of_schedule(&schedule, start_ms, now)
         .map(|start| preview::fires(&schedule, zone, start, count))
         .unwrap_or_default();
-    Ok(HttpResponse::Ok().json(PreviewResponse::new(
+    Ok(PreviewResponse::new(
         &fires,
         preview::zone_of(&schedule, zone),
-    )))
+    ))
 }
 
 /// Preview a task's next runs.
@@ -129,7 +134,17 @@ pub async fn task_preview(
 ) -> Result<HttpResponse, ApiError> {
     let task_id = parse_task_id(&path)?;
     let count = count_of_query(&req)?;
-    let m = state.tasks().owned(&who, task_id).await?;
+    Ok(HttpResponse::Ok().json(task_preview_of(&state, &who, task_id, count).await?))
+}
+
+/// The next `count` runs of a task the caller may read.
+pub async fn task_preview_of(
+    state: &AppState,
+    who: &crate::auth::Principal,
+    task_id: uuid::Uuid,
+    count: usize,
+) -> Result<PreviewResponse, ApiError> {
+    let m = state.tasks().owned(who, task_id).await?;
     let task = state.store.active_task(&m)?;
     let zone = display_zone(task.spec.timezone.as_deref());
     let executed = u64::try_from(task.execution_count).unwrap_or(0);
@@ -137,10 +152,10 @@ pub async fn task_preview(
         .map(|start| preview::fires(&task.schedule, zone, start, count))
         .map(|fires| preview::within_stop(fires, &task.spec.stop_condition, executed))
         .unwrap_or_default();
-    Ok(HttpResponse::Ok().json(PreviewResponse::new(
+    Ok(PreviewResponse::new(
         &fires,
         preview::zone_of(&task.schedule, zone),
-    )))
+    ))
 }
 
 /// A validated zone name as a zone (UTC when none).

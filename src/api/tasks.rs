@@ -14,10 +14,11 @@ use super::views::{
     NotificationsResponse, TaskView,
 };
 use super::{json_body, paging, query_pairs, ApiError, AppState, Auth};
+use crate::auth::Principal;
 use crate::domain::validate::{parse_create_within, parse_patch_within};
 use crate::net::{check_url, OutboundError};
 
-pub(super) fn parse_task_id(raw: &str) -> Result<Uuid, ApiError> {
+pub fn parse_task_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw)
         .map_err(|_| ApiError::InvalidInput(format!("task_id: '{raw}' is not a UUID")))
 }
@@ -93,23 +94,53 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let dry_run = super::dry_run::requested(&req)?;
     let v = json_body(&req, payload, state.max_body_bytes).await?;
-    let spec = parse_create_within(&v, &state.input_limits)?;
+    if dry_run {
+        return Ok(HttpResponse::Ok().json(dry_run_of(&state, &who, &v).await?));
+    }
+    Ok(HttpResponse::Created().json(create_of(&state, &who, &v).await?))
+}
+
+/// A create body, validated and authorised: what create and its dry run share.
+fn spec_for(
+    state: &AppState,
+    who: &Principal,
+    v: &serde_json::Value,
+) -> Result<crate::domain::TaskSpec, ApiError> {
+    let spec = parse_create_within(v, &state.input_limits)?;
     if !who.may_act_for(spec.user_id) {
         return Err(ApiError::Forbidden(format!(
             "user_id: this token may not create tasks for user {}",
             spec.user_id
         )));
     }
-    check_notify(&state, spec.notify.as_ref()).await?;
-    if dry_run {
-        return super::dry_run::answer(&state, spec).await;
-    }
-    check_endpoint(&state, &spec.http_endpoint).await?;
+    Ok(spec)
+}
+
+/// Creates the task a create body describes (the handler's work, for the console too).
+pub async fn create_of(
+    state: &AppState,
+    who: &Principal,
+    v: &serde_json::Value,
+) -> Result<CreateTaskResponse, ApiError> {
+    let spec = spec_for(state, who, v)?;
+    check_notify(state, spec.notify.as_ref()).await?;
+    check_endpoint(state, &spec.http_endpoint).await?;
     let created = state.tasks().create(spec).await?;
-    Ok(HttpResponse::Created().json(CreateTaskResponse::new(
+    Ok(CreateTaskResponse::new(
         created.task_id,
         created.next_run_time,
-    )))
+    ))
+}
+
+/// Checks a create body as create does, storing and sending nothing.
+pub async fn dry_run_of(
+    state: &AppState,
+    who: &Principal,
+    v: &serde_json::Value,
+) -> Result<super::views::DryRunResponse, ApiError> {
+    let spec = spec_for(state, who, v)?;
+    check_notify(state, spec.notify.as_ref()).await?;
+    super::dry_run::answer(state, spec).await
 }
 
 /// View a task.
@@ -138,8 +169,17 @@ pub async fn view(
     Auth(who): Auth,
 ) -> Result<HttpResponse, ApiError> {
     let task_id = parse_task_id(&path)?;
-    let m = state.tasks().owned(&who, task_id).await?;
-    Ok(HttpResponse::Ok().json(task_view(&state, &m).await?))
+    Ok(HttpResponse::Ok().json(view_of(&state, &who, task_id).await?))
+}
+
+/// The view of a task the caller may read.
+pub async fn view_of(
+    state: &AppState,
+    who: &Principal,
+    task_id: Uuid,
+) -> Result<TaskView, ApiError> {
+    let m = state.tasks().owned(who, task_id).await?;
+    task_view(state, &m).await
 }
 
 /// The view of a stored task: its header names (decrypted) and its latest attempt.
@@ -155,7 +195,7 @@ async fn task_view(state: &AppState, m: &tasks::Model) -> Result<TaskView, ApiEr
     Ok(TaskView::new(m, header_names, last.as_ref()))
 }
 
-fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
+pub fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
     let Some(v) = req.headers().get(header::IF_MATCH) else {
         return Ok(None);
     };
@@ -204,18 +244,32 @@ pub async fn patch(
 ) -> Result<HttpResponse, ApiError> {
     let task_id = parse_task_id(&path)?;
     let expected = if_match(&req)?;
-    let tasks = state.tasks();
-    let m = tasks.owned(&who, task_id).await?;
+    let m = state.tasks().owned(&who, task_id).await?;
     let v = json_body(&req, payload, state.max_body_bytes).await?;
-    let patch = parse_patch_within(&v, &state.input_limits)?;
+    Ok(HttpResponse::Ok().json(patch_of(&state, &who, task_id, m, expected, &v).await?))
+}
+
+/// Changes a task the caller owns (`m`, read by [`TaskService::owned`]) as a patch body says.
+pub async fn patch_of(
+    state: &AppState,
+    who: &Principal,
+    task_id: Uuid,
+    m: tasks::Model,
+    expected: Option<i64>,
+    v: &serde_json::Value,
+) -> Result<TaskView, ApiError> {
+    let patch = parse_patch_within(v, &state.input_limits)?;
     if let Some(url) = &patch.http_endpoint {
-        check_endpoint(&state, url).await?;
+        check_endpoint(state, url).await?;
     }
     if let Some(notify) = &patch.notify {
-        check_notify(&state, notify.as_ref()).await?;
+        check_notify(state, notify.as_ref()).await?;
     }
-    let fresh = tasks.patch(&who, task_id, m, expected, patch).await?;
-    Ok(HttpResponse::Ok().json(task_view(&state, &fresh).await?))
+    let fresh = state
+        .tasks()
+        .patch(who, task_id, m, expected, patch)
+        .await?;
+    task_view(state, &fresh).await
 }
 
 /// Cancel a task.
@@ -247,10 +301,19 @@ pub async fn cancel(
     Auth(who): Auth,
 ) -> Result<HttpResponse, ApiError> {
     let task_id = parse_task_id(&path)?;
+    Ok(HttpResponse::Ok().json(cancel_of(&state, &who, task_id).await?))
+}
+
+/// Cancels a task the caller may change.
+pub async fn cancel_of(
+    state: &AppState,
+    who: &Principal,
+    task_id: Uuid,
+) -> Result<MessageResponse, ApiError> {
     let tasks = state.tasks();
-    let m = tasks.owned(&who, task_id).await?;
-    tasks.cancel(&who, task_id, m).await?;
-    Ok(HttpResponse::Ok().json(MessageResponse::success("Task stopped successfully")))
+    let m = tasks.owned(who, task_id).await?;
+    tasks.cancel(who, task_id, m).await?;
+    Ok(MessageResponse::success("Task stopped successfully"))
 }
 
 /// Pause a task.
@@ -285,10 +348,20 @@ pub async fn pause(
 ) -> Result<HttpResponse, ApiError> {
     let task_id = parse_task_id(&path)?;
     let expected = if_match(&req)?;
+    Ok(HttpResponse::Ok().json(pause_of(&state, &who, task_id, expected).await?))
+}
+
+/// Pauses a task the caller may change.
+pub async fn pause_of(
+    state: &AppState,
+    who: &Principal,
+    task_id: Uuid,
+    expected: Option<i64>,
+) -> Result<TaskView, ApiError> {
     let tasks = state.tasks();
-    let m = tasks.owned(&who, task_id).await?;
-    let fresh = tasks.pause(&who, task_id, m, expected).await?;
-    Ok(HttpResponse::Ok().json(task_view(&state, &fresh).await?))
+    let m = tasks.owned(who, task_id).await?;
+    let fresh = tasks.pause(who, task_id, m, expected).await?;
+    task_view(state, &fresh).await
 }
 
 /// Resume a paused task.
@@ -325,10 +398,20 @@ pub async fn resume(
 ) -> Result<HttpResponse, ApiError> {
     let task_id = parse_task_id(&path)?;
     let expected = if_match(&req)?;
+    Ok(HttpResponse::Ok().json(resume_of(&state, &who, task_id, expected).await?))
+}
+
+/// Resumes a task the caller may change.
+pub async fn resume_of(
+    state: &AppState,
+    who: &Principal,
+    task_id: Uuid,
+    expected: Option<i64>,
+) -> Result<TaskView, ApiError> {
     let tasks = state.tasks();
-    let m = tasks.owned(&who, task_id).await?;
-    let fresh = tasks.resume(&who, task_id, m, expected).await?;
-    Ok(HttpResponse::Ok().json(task_view(&state, &fresh).await?))
+    let m = tasks.owned(who, task_id).await?;
+    let fresh = tasks.resume(who, task_id, m, expected).await?;
+    task_view(state, &fresh).await
 }
 
 /// Delete a task.
@@ -358,10 +441,19 @@ pub async fn delete(
     Auth(who): Auth,
 ) -> Result<HttpResponse, ApiError> {
     let task_id = parse_task_id(&path)?;
+    Ok(HttpResponse::Ok().json(delete_of(&state, &who, task_id).await?))
+}
+
+/// Deletes a task the caller may change.
+pub async fn delete_of(
+    state: &AppState,
+    who: &Principal,
+    task_id: Uuid,
+) -> Result<MessageResponse, ApiError> {
     let tasks = state.tasks();
-    tasks.owned(&who, task_id).await?;
+    tasks.owned(who, task_id).await?;
     tasks.delete(task_id).await?;
-    Ok(HttpResponse::Ok().json(MessageResponse::success("Task deleted permanently")))
+    Ok(MessageResponse::success("Task deleted permanently"))
 }
 
 /// A task's execution history.
@@ -405,14 +497,25 @@ pub async fn logs(
 ) -> Result<HttpResponse, ApiError> {
     let task_id = parse_task_id(&path)?;
     let pairs = query_pairs(&req);
-    let (limit, offset) = paging(&pairs, 50, 1000)?;
-    let filter = log_filter(&pairs)?;
-    state.tasks().owned(&who, task_id).await?;
+    Ok(HttpResponse::Ok().json(logs_of(&state, &who, task_id, &pairs).await?))
+}
+
+/// One page of a task's history, from the query pairs (`limit`, `offset`, `outcome`, `since`,
+/// `until`).
+pub async fn logs_of(
+    state: &AppState,
+    who: &Principal,
+    task_id: Uuid,
+    pairs: &[(String, String)],
+) -> Result<LogsResponse, ApiError> {
+    let (limit, offset) = paging(pairs, 50, 1000)?;
+    let filter = log_filter(pairs)?;
+    state.tasks().owned(who, task_id).await?;
     let (rows, total) = state.store.logs(task_id, &filter, limit, offset).await?;
-    Ok(HttpResponse::Ok().json(LogsResponse {
+    Ok(LogsResponse {
         logs: rows.iter().map(LogEntry::from).collect(),
         total,
-    }))
+    })
 }
 
 /// A task's notifications.

@@ -60,20 +60,31 @@ pub async fn list(
     state: web::Data<AppState>,
     Auth(who): Auth,
 ) -> Result<HttpResponse, ApiError> {
-    let user_id = parse_user(&path, &who)?;
     let pairs = query_pairs(&req);
-    let (limit, offset) = paging(&pairs, 50, 1000)?;
-    let search = task_search(&pairs)?;
+    Ok(HttpResponse::Ok().json(list_of(&state, &who, &path, &pairs).await?))
+}
+
+/// One page of a user's tasks (`user_raw` as the path gives it), from the query pairs
+/// (`status`, `type`, `q`, `limit`, `offset`), with the user's counts per status.
+pub async fn list_of(
+    state: &AppState,
+    who: &Principal,
+    user_raw: &str,
+    pairs: &[(String, String)],
+) -> Result<TaskList, ApiError> {
+    let user_id = parse_user(user_raw, who)?;
+    let (limit, offset) = paging(pairs, 50, 1000)?;
+    let search = task_search(pairs)?;
     let (rows, total) = state
         .store
         .list_user_tasks(user_id, &search, limit, offset)
         .await?;
     let counts = state.store.user_status_counts(user_id).await?;
-    Ok(HttpResponse::Ok().json(TaskList {
+    Ok(TaskList {
         tasks: rows.iter().map(TaskSummary::from).collect(),
         total,
         counts: StatusCounts::from_pairs(&counts),
-    }))
+    })
 }
 
 /// How many of a user's tasks are running.

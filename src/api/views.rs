@@ -204,6 +204,14 @@ pub struct TaskSummary {
     pub http_endpoint: String,
     #[schema(value_type = Option<DateTime<Utc>>, required = true)]
     pub next_run_time: Option<String>,
+    /// The schedule, as in the task view: `interval_seconds` for `interval`,
+    /// `cron_expression` and `timezone` for `cron`, else `null`.
+    #[schema(required = true)]
+    pub interval_seconds: Option<i64>,
+    #[schema(required = true)]
+    pub cron_expression: Option<String>,
+    #[schema(required = true)]
+    pub timezone: Option<String>,
 }
 
 impl From<&tasks::Model> for TaskSummary {
@@ -214,6 +222,9 @@ impl From<&tasks::Model> for TaskSummary {
             task_type: m.task_type.clone(),
             http_endpoint: m.http_endpoint.clone(),
             next_run_time: m.next_run_time.map(to_rfc3339),
+            interval_seconds: m.interval_seconds,
+            cron_expression: m.cron_expression.clone(),
+            timezone: m.timezone.clone(),
         }
     }
 }
