@@ -54,13 +54,22 @@ pub async fn create(
     state: web::Data<AppState>,
     Auth(who): Auth,
 ) -> Result<HttpResponse, ApiError> {
-    let user_id = parse_user(&path, &who)?;
-    let key = service(&state).create(user_id).await?;
-    Ok(HttpResponse::Created().json(SigningKeyCreated {
+    Ok(HttpResponse::Created().json(create_of(&state, &who, &path).await?))
+}
+
+/// Creates a key for the user `raw_user` names (the handler's work, for the console too).
+pub async fn create_of(
+    state: &AppState,
+    who: &Principal,
+    raw_user: &str,
+) -> Result<SigningKeyCreated, ApiError> {
+    let user_id = parse_user(raw_user, who)?;
+    let key = service(state).create(user_id).await?;
+    Ok(SigningKeyCreated {
         key_id: key.key_id,
         secret: key.secret.text.to_string(),
         created_at: to_rfc3339(key.created_at),
-    }))
+    })
 }
 
 /// List a user's signing keys (never their secrets).
@@ -84,11 +93,20 @@ pub async fn list(
     state: web::Data<AppState>,
     Auth(who): Auth,
 ) -> Result<HttpResponse, ApiError> {
-    let user_id = parse_user(&path, &who)?;
-    let keys = service(&state).list(user_id).await?;
-    Ok(HttpResponse::Ok().json(SigningKeyList {
+    Ok(HttpResponse::Ok().json(list_of(&state, &who, &path).await?))
+}
+
+/// The keys of the user `raw_user` names (the handler's work, for the console too).
+pub async fn list_of(
+    state: &AppState,
+    who: &Principal,
+    raw_user: &str,
+) -> Result<SigningKeyList, ApiError> {
+    let user_id = parse_user(raw_user, who)?;
+    let keys = service(state).list(user_id).await?;
+    Ok(SigningKeyList {
         keys: keys.iter().map(SigningKeyView::from).collect(),
-    }))
+    })
 }
 
 /// Revoke a signing key.
@@ -119,12 +137,23 @@ pub async fn revoke(
     Auth(who): Auth,
 ) -> Result<HttpResponse, ApiError> {
     let (user, key_id) = path.into_inner();
-    let user_id = parse_user(&user, &who)?;
+    revoke_of(&state, &who, &user, &key_id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Revokes key `key_id` of the user `raw_user` names (the handler's work, for the console
+/// too).
+pub async fn revoke_of(
+    state: &AppState,
+    who: &Principal,
+    raw_user: &str,
+    key_id: &str,
+) -> Result<(), ApiError> {
+    let user_id = parse_user(raw_user, who)?;
     if key_id.len() > 36 {
         return Err(ApiError::KeyNotFound(
             "key_id: this user has no such signing key".into(),
         ));
     }
-    service(&state).revoke(user_id, &key_id).await?;
-    Ok(HttpResponse::NoContent().finish())
+    Ok(service(state).revoke(user_id, key_id).await?)
 }

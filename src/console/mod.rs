@@ -13,11 +13,13 @@
 //! - [`session`]: the cookie, sign-in and CSRF checks.
 //! - [`pages`]: the task list, a task's page, its actions, the cluster view.
 //! - [`form`]: the create and edit form, its live check (field errors and preview) and dry run.
+//! - [`keys`]: the signing keys: list, create (the secret shown once, with a copy button), revoke.
 //! - [`chart`]: the lateness and duration chart, drawn as SVG on the server.
 //! - [`view`]: what the templates show, built from the API's response types.
 
 pub mod chart;
 pub mod form;
+pub mod keys;
 pub mod pages;
 pub mod session;
 pub mod view;
@@ -40,6 +42,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/signin", web::post().to(pages::sign_in))
         .route("/signout", web::post().to(pages::sign_out))
         .route("/cluster", web::get().to(pages::cluster))
+        .route("/keys", web::get().to(keys::list))
+        .route("/keys", web::post().to(keys::create))
+        .route("/keys/{key_id}/revoke", web::get().to(keys::confirm_revoke))
+        .route("/keys/{key_id}/revoke", web::post().to(keys::revoke))
         .route("/tasks/new", web::get().to(form::new_page))
         .route("/tasks/new", web::post().to(form::create))
         .route("/tasks/check", web::post().to(form::check))

@@ -14,3 +14,4 @@ mod sink;
 mod budget;
 mod flow;
 mod isolation;
+mod keys;

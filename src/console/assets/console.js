@@ -69,3 +69,22 @@
     });
   }
 })();
+
+// The copy button beside a secret that is shown once.
+(function () {
+  "use strict";
+  Array.prototype.forEach.call(document.querySelectorAll("[data-copy]"), function (b) {
+    b.addEventListener("click", function () {
+      var field = document.getElementById(b.getAttribute("data-copy"));
+      if (!field) return;
+      field.select();
+      var done = function () { b.textContent = "Copied"; };
+      var fallback = function () { if (document.execCommand("copy")) done(); };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(field.value).then(done, fallback);
+      } else {
+        fallback();
+      }
+    });
+  });
+})();
