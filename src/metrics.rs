@@ -9,8 +9,9 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::OnceLock;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use metrics::{counter, gauge, histogram, Counter, Histogram};
@@ -76,6 +77,14 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// First attempts sent (what the lateness histogram counts), beside the recorder: the
+/// console's fire rate reads it without rendering every series.
+static FIRES_SENT: AtomicU64 = AtomicU64::new(0);
+/// `FIRES_SENT` sampled at every upkeep, the last [`RATE_WINDOW`] of them.
+static SAMPLES: Mutex<VecDeque<(Instant, u64)>> = Mutex::new(VecDeque::new());
+/// The window this node's fire rate is averaged over.
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+
 /// Installs the process-wide recorder once and returns its handle (`None` if another
 /// recorder was installed first).
 pub fn install() -> Option<PrometheusHandle> {
@@ -102,6 +111,7 @@ pub fn install() -> Option<PrometheusHandle> {
                     let spawned = std::thread::Builder::new()
                         .name("metrics-upkeep".into())
                         .spawn(move || loop {
+                            sample_fires(Instant::now());
                             std::thread::sleep(UPKEEP_EVERY);
                             upkeep.run_upkeep();
                         });
@@ -246,7 +256,57 @@ pub fn lateness(seconds: f64) {
     thread_local! {
         static H: Histogram = histogram!("tickwheel_fire_lateness_seconds");
     }
+    FIRES_SENT.fetch_add(1, Ordering::Relaxed);
     H.with(|h| h.record(seconds.max(0.0)));
+}
+
+fn sample_fires(now: Instant) {
+    let mut samples = SAMPLES.lock().unwrap_or_else(PoisonError::into_inner);
+    samples.push_back((now, FIRES_SENT.load(Ordering::Relaxed)));
+    while samples
+        .front()
+        .is_some_and(|(at, _)| now.duration_since(*at) > RATE_WINDOW)
+    {
+        samples.pop_front();
+    }
+}
+
+/// This node's fires per second over the last minute (first attempts sent), from the
+/// samples the metrics upkeep takes; `None` until two samples exist (metrics enabled).
+pub fn fire_rate() -> Option<f64> {
+    let samples = SAMPLES.lock().unwrap_or_else(PoisonError::into_inner);
+    let (first, last) = (samples.front()?, samples.back()?);
+    let seconds = last.0.duration_since(first.0).as_secs_f64();
+    (seconds > 0.0).then(|| last.1.saturating_sub(first.1) as f64 / seconds)
+}
+
+/// The p99 of fire lateness since start, in seconds, read off the histogram in `rendered`
+/// (the Prometheus text of [`render`]): the upper bound of the first bucket that holds 99 %
+/// of the fires. `None` before any fire.
+pub fn lateness_p99(rendered: &str) -> Option<f64> {
+    let mut buckets: Vec<(f64, f64)> = Vec::new();
+    let mut count = None;
+    for line in rendered.lines() {
+        if let Some(rest) = line.strip_prefix("tickwheel_fire_lateness_seconds_bucket{le=\"") {
+            let Some((le, n)) = rest.split_once("\"} ") else {
+                continue;
+            };
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            buckets.push((le, n.trim().parse().ok()?));
+        } else if let Some(n) = line.strip_prefix("tickwheel_fire_lateness_seconds_count ") {
+            count = n.trim().parse::<f64>().ok();
+        }
+    }
+    let count = count.filter(|c| *c > 0.0)?;
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    buckets
+        .into_iter()
+        .find(|(_, n)| *n >= count * 0.99)
+        .map(|(le, _)| le)
 }
 
 pub fn downstream(seconds: f64) {
@@ -339,4 +399,34 @@ pub fn retention_finished_tasks_deleted(n: u64) {
 /// When the oldest execution log row kept was created, in seconds since the epoch.
 pub fn retention_oldest_log(created_at_ms: i64) {
     gauge!("tickwheel_retention_oldest_log_timestamp_seconds").set(created_at_ms as f64 / 1000.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lateness_p99_is_the_first_bucket_that_holds_99_percent_of_the_fires() {
+        let h = "tickwheel_fire_lateness_seconds";
+        let text = format!(
+            "{h}_bucket{{le=\"0.001\"}} 50\n{h}_bucket{{le=\"0.005\"}} 98\n\
+             {h}_bucket{{le=\"0.01\"}} 100\n{h}_bucket{{le=\"+Inf\"}} 100\n\
+             {h}_sum 0.3\n{h}_count 100\n"
+        );
+        assert_eq!(lateness_p99(&text), Some(0.01));
+        let late = text.replace("_bucket{le=\"0.01\"} 100", "_bucket{le=\"0.01\"} 98");
+        assert_eq!(lateness_p99(&late), Some(f64::INFINITY));
+        assert_eq!(lateness_p99(&format!("{h}_count 0\n")), None);
+        assert_eq!(lateness_p99(""), None);
+    }
+
+    #[test]
+    fn the_fire_rate_is_the_fires_between_the_oldest_and_newest_samples() {
+        let start = Instant::now();
+        sample_fires(start);
+        FIRES_SENT.fetch_add(500, Ordering::Relaxed);
+        sample_fires(start + Duration::from_secs(5));
+        let rate = fire_rate().expect("two samples");
+        assert!((rate - 100.0).abs() < 1e-9, "{rate}");
+    }
 }

@@ -22,8 +22,9 @@ use crate::api::{self, ApiError, AppState};
 use crate::domain::validate::parse_create_within;
 
 /// The form's fields that hold whole numbers.
-const NUMBERS: [&str; 6] = [
+const NUMBERS: [&str; 7] = [
     "user_id",
+    "notify.late_ms",
     "interval_seconds",
     "retry.max_retries",
     "retry.backoff_ms",
@@ -33,7 +34,12 @@ const NUMBERS: [&str; 6] = [
 /// The form's fields that hold JSON.
 const JSONS: [&str; 2] = ["body", "stop_condition"];
 /// Every field an error message may name, longest first where one is a prefix of another.
-const FIELDS: [&str; 17] = [
+const FIELDS: [&str; 22] = [
+    "notify.url",
+    "notify.events",
+    "notify.late_ms",
+    "notify",
+    "misfire_policy",
     "retry.max_retries",
     "retry.backoff_ms",
     "retention.max_age_days",
@@ -52,6 +58,10 @@ const FIELDS: [&str; 17] = [
     "start_time",
     "stop_condition",
 ];
+/// The notification fields: `notify.events` repeats, one per box ticked.
+const NOTIFY: [&str; 3] = ["notify.url", "notify.events", "notify.late_ms"];
+/// The events a task may be notified of, in the order the form shows them.
+pub const EVENTS: [&str; 5] = ["failing", "recovered", "completed", "failed", "late"];
 /// The schedule's fields, which the live preview reads.
 const SCHEDULE: [&str; 5] = [
     "type",
@@ -94,6 +104,21 @@ fn to_json(pairs: &[(String, String)]) -> Result<Map<String, Value>, Errors> {
     for (k, v) in pairs {
         let v = v.trim();
         if v.is_empty() || k == "csrf" || k == "version" || out.contains_key(k.as_str()) {
+            continue;
+        }
+        if k == "notify.events" {
+            // Every box ticked, as one list (a repeated key).
+            let events: Vec<Value> = pairs
+                .iter()
+                .filter(|(k, v)| k == "notify.events" && !v.trim().is_empty())
+                .map(|(_, v)| Value::from(v.trim()))
+                .collect();
+            let entry = out
+                .entry("notify".to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Some(o) = entry.as_object_mut() {
+                o.insert("events".to_owned(), Value::Array(events));
+            }
             continue;
         }
         let value = if NUMBERS.contains(&k.as_str()) {
@@ -177,6 +202,15 @@ impl FormPage {
         self.val(name) == value
     }
 
+    /// Whether the box of `event` is ticked.
+    fn notifies(&self, event: &&str) -> bool {
+        self.val("notify.events").split(',').any(|e| e == *event)
+    }
+
+    fn events(&self) -> &'static [&'static str] {
+        &EVENTS
+    }
+
     fn action(&self) -> String {
         match &self.task_id {
             Some(id) => format!("/tasks/{id}/edit"),
@@ -185,12 +219,24 @@ impl FormPage {
     }
 }
 
+/// A post's values; the ticked events as one comma-separated value.
 fn values_of(pairs: &[(String, String)]) -> HashMap<String, String> {
     let mut v = HashMap::new();
     for (k, val) in pairs {
         v.entry(k.clone()).or_insert_with(|| val.clone());
     }
+    v.insert("notify.events".to_owned(), events_of(pairs));
     v
+}
+
+/// The ticked events, comma-separated in the form's order.
+fn events_of(pairs: &[(String, String)]) -> String {
+    EVENTS
+        .iter()
+        .filter(|e| pairs.iter().any(|(k, v)| k == "notify.events" && v == *e))
+        .copied()
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn form_response(status: StatusCode, f: FormPage) -> HttpResponse {
@@ -306,6 +352,23 @@ fn values_of_task(t: &TaskView) -> HashMap<String, String> {
         }
     }
     put("misfire_policy", t.misfire_policy.clone());
+    if let Some(n) = &t.notify {
+        put(
+            "notify.url",
+            n["url"].as_str().unwrap_or_default().to_owned(),
+        );
+        if let Some(ms) = n["late_ms"].as_u64() {
+            put("notify.late_ms", ms.to_string());
+        }
+        let events: Vec<(String, String)> = n["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.as_str())
+            .map(|e| ("notify.events".to_owned(), e.to_owned()))
+            .collect();
+        put("notify.events", events_of(&events));
+    }
     v
 }
 
@@ -367,19 +430,34 @@ pub async fn edit(
             },
         ))
     };
-    // Only what changed: an unchanged interval must not be re-anchored.
+    // Only what changed: an unchanged interval must not be re-anchored. `notify` is one
+    // object: when any of its fields changed, all of them go (none at all removes it).
+    let posted = values_of(&pairs);
+    let is_notify = |k: &str| NOTIFY.contains(&k);
+    let notify_changed = NOTIFY.iter().any(|k| {
+        current.get(*k).map(String::as_str).unwrap_or("")
+            != posted.get(*k).map(|v| v.trim()).unwrap_or("")
+    });
     let changed: Vec<(String, String)> = pairs
         .iter()
         .filter(|(k, v)| {
             !matches!(k.as_str(), "user_id" | "type")
-                && current.get(k).map(String::as_str).unwrap_or("") != v.trim()
+                && if is_notify(k) {
+                    notify_changed
+                } else {
+                    current.get(k).map(String::as_str).unwrap_or("") != v.trim()
+                }
         })
         .cloned()
         .collect();
-    let v = match to_json(&changed) {
-        Ok(v) => Value::Object(v),
+    let mut v = match to_json(&changed) {
+        Ok(v) => v,
         Err(errors) => return refused(errors, StatusCode::BAD_REQUEST),
     };
+    if notify_changed && !v.contains_key("notify") {
+        v.insert("notify".to_owned(), Value::Null);
+    }
+    let v = Value::Object(v);
     match api::tasks::patch_of(&state, &s.who, task_id, m, expected, &v).await {
         Ok(_) => Ok(see_other(&format!("/tasks/{task_id}?done=edited"))),
         Err(e) => match shown_in_form(e) {

@@ -438,14 +438,38 @@ struct ClusterPage {
     layout: Layout,
     node_id: String,
     members: Vec<ClusterMember>,
+    /// This node's fires per second over the last minute.
+    fire_rate: String,
+    /// This node's fire lateness p99 since it started (a histogram bucket's bound).
+    lateness_p99: String,
 }
 
 /// The cluster as this node sees it (admin).
-pub async fn cluster(state: web::Data<AppState>, s: Session) -> Result<HttpResponse, ConsoleError> {
+pub async fn cluster(
+    state: web::Data<AppState>,
+    metrics: Option<web::Data<api::metrics::MetricsState>>,
+    s: Session,
+) -> Result<HttpResponse, ConsoleError> {
     let v = api::cluster::view_of(&state, &s.who).await?;
+    // This node's own figures, as its /metrics has them (none when metrics are off).
+    let (fire_rate, lateness_p99) = match &metrics {
+        Some(m) => (
+            crate::metrics::fire_rate().map_or("—".to_owned(), |r| format!("{r:.1} fires/s")),
+            crate::metrics::lateness_p99(&crate::metrics::render(&m.handle)).map_or(
+                "—".to_owned(),
+                |p| match p {
+                    p if p.is_infinite() => "over 10 s".to_owned(),
+                    p => format!("≤ {} ms", p * 1000.0),
+                },
+            ),
+        ),
+        None => ("metrics are off".to_owned(), "metrics are off".to_owned()),
+    };
     page(ClusterPage {
         layout: Layout::of(&s),
         node_id: v.node_id,
         members: v.members,
+        fire_rate,
+        lateness_p99,
     })
 }

@@ -162,6 +162,7 @@ pub fn definition(t: &TaskView) -> Vec<Line> {
         ("Retry", t.retry.as_ref().map(json)),
         ("Misfire policy", Some(t.misfire_policy.clone())),
         ("Retention", t.retention.as_ref().map(json)),
+        ("Notify", t.notify.as_ref().map(json)),
         ("Executions", Some(t.execution_count.to_string())),
         (
             "Consecutive failures",

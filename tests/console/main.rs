@@ -12,6 +12,8 @@ mod mariadb;
 mod sink;
 
 mod budget;
+mod cluster;
 mod flow;
 mod isolation;
 mod keys;
+mod notify;
