@@ -16,6 +16,7 @@
 //! cargo run --release -p tickwheel-bench -- retention --retention-rows 10000000 --retention-backends sqlite
 //! cargo run --release -p tickwheel-bench -- signing
 //! cargo run --release -p tickwheel-bench -- limit
+//! cargo run --release -p tickwheel-bench -- console
 //! ```
 
 mod api;
@@ -57,6 +58,8 @@ pub enum Scenario {
     /// tickwheel beside the scheduler-free yardstick (`tickwheel-limit`), alternating, three
     /// rounds: p99 and CPU per fire, and their ratios.
     Limit,
+    /// The console's first page for a user with 10,000 tasks, and the bytes of its assets.
+    Console,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

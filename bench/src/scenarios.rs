@@ -13,6 +13,8 @@ use crate::sink::{now_us, Sink};
 use crate::stats::{self, Expectation, Precision};
 use crate::{plot, Args, Scenario, Shape};
 
+#[path = "console.rs"]
+mod console;
 #[path = "limit.rs"]
 mod limit;
 #[path = "retention.rs"]
@@ -189,6 +191,7 @@ pub async fn run_all(args: &Args, bins: &Binaries) -> anyhow::Result<()> {
             }
             Scenario::Signing => signing(&mut report, args, bins, &sink).await?,
             Scenario::Limit => limit::limit(&mut report, args, bins, &sink).await?,
+            Scenario::Console => console::console(&mut report, args, bins, &sink).await?,
         }
     }
     let doc = json!({
