@@ -3,25 +3,15 @@
 
 use actix_web::{web, HttpResponse};
 
+use super::users::parse_user;
 use super::views::{ErrorBody, SigningKeyCreated, SigningKeyList, SigningKeyView};
 use super::{ApiError, AppState, Auth};
 use crate::auth::Principal;
 use crate::service::keys::KeyService;
 use crate::time::to_rfc3339;
 
-fn parse_user(raw: &str, who: &Principal) -> Result<i64, ApiError> {
-    let user_id = raw
-        .parse::<i64>()
-        .ok()
-        .filter(|u| *u >= 0)
-        .ok_or_else(|| ApiError::InvalidInput(format!("user_id: '{raw}' is not a user id")))?;
-    if !who.may_act_for(user_id) {
-        return Err(ApiError::Forbidden(format!(
-            "user_id: this token may not manage the signing keys of user {user_id}"
-        )));
-    }
-    Ok(user_id)
-}
+/// What a non-admin token may not do with another user's keys.
+const MANAGE_KEYS: &str = "manage the signing keys";
 
 fn service(state: &AppState) -> KeyService<'_> {
     KeyService::new(&state.store, &state.keys)
@@ -63,7 +53,7 @@ pub async fn create_of(
     who: &Principal,
     raw_user: &str,
 ) -> Result<SigningKeyCreated, ApiError> {
-    let user_id = parse_user(raw_user, who)?;
+    let user_id = parse_user(raw_user, who, MANAGE_KEYS)?;
     let key = service(state).create(user_id).await?;
     Ok(SigningKeyCreated {
         key_id: key.key_id,
@@ -102,7 +92,7 @@ pub async fn list_of(
     who: &Principal,
     raw_user: &str,
 ) -> Result<SigningKeyList, ApiError> {
-    let user_id = parse_user(raw_user, who)?;
+    let user_id = parse_user(raw_user, who, MANAGE_KEYS)?;
     let keys = service(state).list(user_id).await?;
     Ok(SigningKeyList {
         keys: keys.iter().map(SigningKeyView::from).collect(),
@@ -149,7 +139,7 @@ pub async fn revoke_of(
     raw_user: &str,
     key_id: &str,
 ) -> Result<(), ApiError> {
-    let user_id = parse_user(raw_user, who)?;
+    let user_id = parse_user(raw_user, who, MANAGE_KEYS)?;
     if key_id.len() > 36 {
         return Err(ApiError::KeyNotFound(
             "key_id: this user has no such signing key".into(),

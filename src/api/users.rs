@@ -8,7 +8,9 @@ use super::{paging, query_pairs, ApiError, AppState, Auth};
 use crate::auth::Principal;
 use crate::time::{now_ms, to_rfc3339};
 
-fn parse_user(raw: &str, who: &Principal) -> Result<i64, ApiError> {
+/// The `{user_id}` of a path, which the caller must be allowed to act for: 400 when it is not
+/// a user id, 403 (naming `what` the token may not do) for another user's.
+pub(super) fn parse_user(raw: &str, who: &Principal, what: &str) -> Result<i64, ApiError> {
     let user_id = raw
         .parse::<i64>()
         .ok()
@@ -16,11 +18,14 @@ fn parse_user(raw: &str, who: &Principal) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::InvalidInput(format!("user_id: '{raw}' is not a user id")))?;
     if !who.may_act_for(user_id) {
         return Err(ApiError::Forbidden(format!(
-            "user_id: this token may not read the tasks of user {user_id}"
+            "user_id: this token may not {what} of user {user_id}"
         )));
     }
     Ok(user_id)
 }
+
+/// What a non-admin token may not do with another user's tasks.
+const READ_TASKS: &str = "read the tasks";
 
 /// A user's tasks.
 ///
@@ -72,7 +77,7 @@ pub async fn list_of(
     user_raw: &str,
     pairs: &[(String, String)],
 ) -> Result<TaskList, ApiError> {
-    let user_id = parse_user(user_raw, who)?;
+    let user_id = parse_user(user_raw, who, READ_TASKS)?;
     let (limit, offset) = paging(pairs, 50, 1000)?;
     let search = task_search(pairs)?;
     let (rows, total) = state
@@ -110,7 +115,7 @@ pub async fn running_count(
     state: web::Data<AppState>,
     Auth(who): Auth,
 ) -> Result<HttpResponse, ApiError> {
-    let user_id = parse_user(&path, &who)?;
+    let user_id = parse_user(&path, &who, READ_TASKS)?;
     let n = state.store.count_running(user_id).await?;
     Ok(HttpResponse::Ok().json(RunningCount {
         user_id,
